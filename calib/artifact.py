@@ -1,0 +1,288 @@
+"""Reading and writing artifact directories: ``manifest.json`` plus Parquet tables.
+
+Writing is atomic: everything goes into a temporary sibling directory, is
+fsynced, and the directory is renamed into place; an existing destination is
+never overwritten. Reading trusts nothing: the kind and schema version are
+checked first (one explicit branch per version), every file name must be a
+plain name inside the directory (no separators, no symlinks), every size and
+SHA-256 must match the manifest, sizes are limited, and every table must have
+its schema's index, columns and dtypes. Parquet is parsed from the verified
+bytes with pandas metadata ignored: loading never executes anything.
+"""
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ArtifactCorrupt, ArtifactExists, ArtifactVersionError
+from .schema import KIND, REQUIRED, SCHEMA_VERSION, TABLES, check_frame
+
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 8 << 20
+MAX_FILE_BYTES = 256 << 20
+MAX_TOTAL_BYTES = 1 << 30
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.parquet$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ------------------------------------------------------------------ writing
+def jsonable(obj):
+    """``obj`` with numpy scalars/arrays as Python values and non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _fsync(path, directory=False):
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def table_bytes(df):
+    """Parquet bytes of a table (index levels stored as plain columns)."""
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df.reset_index(), preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def write_artifact(dest, manifest, tables):
+    """Write an artifact directory atomically.
+
+    Parameters
+    ----------
+    dest : path-like
+        The artifact directory to create; must not exist.
+    manifest : dict
+        Everything but ``tables`` and ``files`` (added here).
+    tables : dict of str to DataFrame
+        Checked against :data:`calib.schema.TABLES`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+
+    Raises
+    ------
+    ArtifactExists
+        ``dest`` exists (or appeared while writing); nothing was overwritten.
+    """
+    dest = Path(dest)
+    if dest.exists() or dest.is_symlink():
+        raise ArtifactExists(f"{dest} already exists; artifacts are never overwritten")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+    try:
+        files = {}
+        for name in sorted(tables):
+            check_frame(name, tables[name])
+            data = table_bytes(tables[name])
+            fname = f"{name}.parquet"
+            with open(tmp / fname, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        full = jsonable({**manifest, "tables": sorted(tables), "files": files})
+        text = json.dumps(full, indent=2, sort_keys=False, allow_nan=False)
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o755)
+        _fsync(tmp, directory=True)
+        try:
+            os.rename(tmp, dest)
+        except OSError as err:
+            if dest.exists():
+                raise ArtifactExists(f"{dest} already exists; artifacts are never overwritten") from None
+            raise err
+        _fsync(dest.parent, directory=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+# ------------------------------------------------------------------ reading
+def _regular_file(path, what, limit):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise ArtifactCorrupt(f"{what} is missing: {path}") from None
+    except OSError as err:
+        raise ArtifactCorrupt(f"cannot read {what} {path}: {err.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ArtifactCorrupt(f"{what} {path} is a symbolic link; artifacts hold regular files only")
+    if not stat.S_ISREG(st.st_mode):
+        raise ArtifactCorrupt(f"{what} {path} is not a regular file")
+    if st.st_size > limit:
+        raise ArtifactCorrupt(f"{what} {path} is {st.st_size} bytes, more than the limit of {limit}")
+    return st.st_size
+
+
+def read_manifest(path):
+    """The parsed manifest of the artifact at ``path`` (kind and version checked, not the tables)."""
+    root = Path(path)
+    if not root.exists():
+        raise ArtifactCorrupt(f"no artifact at {root}")
+    if not root.is_dir():
+        raise ArtifactCorrupt(f"{root} is not an artifact directory")
+    mpath = root / MANIFEST
+    _regular_file(mpath, "manifest", MAX_MANIFEST_BYTES)
+    try:
+        with open(mpath, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        m = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ArtifactCorrupt(f"manifest of {root} is not valid JSON ({type(err).__name__})") from None
+    except OSError as err:
+        raise ArtifactCorrupt(f"cannot read manifest of {root}: {err.strerror}") from None
+    if not isinstance(m, dict):
+        raise ArtifactCorrupt(f"manifest of {root} is not a JSON object")
+    if m.get("kind") != KIND:
+        raise ArtifactVersionError(f"{root} is not a calibration artifact (kind {m.get('kind')!r}, expected {KIND!r})")
+    v = m.get("schema_version")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ArtifactVersionError(f"{root}: schema_version {v!r} is not an integer")
+    if v != SCHEMA_VERSION:
+        raise ArtifactVersionError(f"{root}: schema version {v} is not supported (this package reads "
+                                   f"{SCHEMA_VERSION})")
+    return m
+
+
+def _no_constant(name):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def read_artifact(path):
+    """Load and verify the artifact at ``path``.
+
+    Returns
+    -------
+    manifest : dict
+    tables : dict of str to DataFrame
+
+    Raises
+    ------
+    ArtifactCorrupt, ArtifactVersionError
+    """
+    root = Path(path)
+    m = read_manifest(root)
+    version = m["schema_version"]
+    if version == 1:
+        return m, _read_v1(root, m)
+    raise ArtifactVersionError(f"{root}: schema version {version} is not supported")  # pragma: no cover
+
+
+def _read_v1(root, m):
+    _check_manifest_v1(root, m)
+    total = 0
+    tables = {}
+    for name in m["tables"]:
+        fname = f"{name}.parquet"
+        meta = m["files"][fname]
+        fpath = root / fname
+        size = _regular_file(fpath, f"table file {fname}", MAX_FILE_BYTES)
+        if size != meta["bytes"]:
+            raise ArtifactCorrupt(f"{root}: {fname} is {size} bytes, the manifest says {meta['bytes']} "
+                                  f"(truncated or modified)")
+        total += size
+        if total > MAX_TOTAL_BYTES:
+            raise ArtifactCorrupt(f"{root}: tables exceed the total size limit of {MAX_TOTAL_BYTES} bytes")
+        try:
+            with open(fpath, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as err:
+            raise ArtifactCorrupt(f"cannot read {fpath}: {err.strerror}") from None
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise ArtifactCorrupt(f"{root}: checksum mismatch in {fname} (corrupt or tampered)")
+        tables[name] = _parse_table(root, name, data)
+    return tables
+
+
+def _parse_table(root, name, data):
+    spec = TABLES[name]
+    try:
+        t = pq.read_table(pa.BufferReader(data))
+        if t.num_rows > 1 << 20 or t.num_columns > 64:
+            raise ArtifactCorrupt(f"{root}: table {name} has an absurd size")
+        df = t.to_pandas(ignore_metadata=True)
+        df = df.set_index(list(spec.index))
+    except ArtifactCorrupt:
+        raise
+    except Exception as err:  # pyarrow / pandas parse errors of any kind
+        raise ArtifactCorrupt(f"{root}: table {name} cannot be parsed ({type(err).__name__})") from None
+    try:
+        check_frame(name, df)
+    except ArtifactCorrupt as err:
+        raise ArtifactCorrupt(f"{root}: {err}") from None
+    return df
+
+
+def _check_manifest_v1(root, m):
+    def need(cond, what):
+        if not cond:
+            raise ArtifactCorrupt(f"{root}: manifest field {what} is missing or malformed")
+
+    cid = m.get("chip_id")
+    need(isinstance(cid, int) and not isinstance(cid, bool) and 0 <= cid < 2**63, "chip_id")
+    p = m.get("preset")
+    need(isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("sha256"), str)
+         and _HEX64.match(p["sha256"]), "preset")
+    c = m.get("conditions")
+    need(isinstance(c, dict), "conditions")
+    for k in ("wait_between_events", "num_sends_min", "num_sends_max", "num_sends_ref"):
+        need(isinstance(c.get(k), int) and not isinstance(c.get(k), bool) and 1 <= c[k] <= 255, f"conditions.{k}")
+    need(c["num_sends_min"] <= c["num_sends_ref"] <= c["num_sends_max"], "conditions.num_sends_*")
+    for k in ("temperature_c", "temperature_tolerance_k", "send_decay_per_send"):
+        need(isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool) and math.isfinite(c[k]),
+             f"conditions.{k}")
+    t = m.get("target")
+    need(isinstance(t, dict) and isinstance(t.get("gain_lsb_per_unit"), (int, float))
+         and not isinstance(t.get("gain_lsb_per_unit"), bool) and 0 < t["gain_lsb_per_unit"] < 1,
+         "target.gain_lsb_per_unit")
+    need(isinstance(m.get("steps"), list) and all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                                                   for s in m["steps"]), "steps")
+    need(isinstance(m.get("options"), dict), "options")
+    for k in ("totals", "quality"):
+        need(isinstance(m.get(k, {}), dict), k)
+    need(isinstance(m.get("failed_stages", []), list) and all(isinstance(s, str) for s in m.get("failed_stages", [])),
+         "failed_stages")
+    files, names = m.get("files"), m.get("tables")
+    need(isinstance(files, dict) and isinstance(names, list), "files/tables")
+    for fname, meta in files.items():
+        if not isinstance(fname, str) or not _NAME.match(fname) or fname != os.path.basename(fname):
+            raise ArtifactCorrupt(f"{root}: manifest names a file outside the artifact directory: {fname!r}")
+        need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and _HEX64.match(meta["sha256"])
+             and isinstance(meta.get("bytes"), int) and not isinstance(meta.get("bytes"), bool)
+             and 0 <= meta["bytes"] <= MAX_FILE_BYTES, f"files[{fname!r}]")
+    for name in names:
+        need(isinstance(name, str) and name in TABLES, f"tables ({name!r} is not a known table)")
+        need(f"{name}.parquet" in files, f"files[{name}.parquet]")
+    for name in REQUIRED:
+        need(name in names, f"tables (required table {name} missing)")
+    need(len(set(names)) == len(names) and len(files) == len(names), "files (entries without a table)")

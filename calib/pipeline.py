@@ -1,0 +1,156 @@
+"""``calibrate``: run the selected stages in dependency order and assemble the result.
+
+Tier 1 (knobs) then tier 2 (tables); see :data:`calib.config.STAGES`. A stage
+that raises a calibration error (a fit that did not converge), or whose every
+instance failed, *failed outright*: it is recorded with its error, stages that
+need it are skipped, and the result's ``failed_stages`` lists it.
+"""
+import datetime
+import logging
+
+from chipsim import __version__ as package_version
+
+from . import fits, steps
+from .config import STAGE_REQUIRES, Options, Target
+from .errors import CalibError, CalibValueError
+from .problem import KnobResult, Meter
+from .result import CalibrationResult
+from .schema import KIND, SCHEMA_VERSION
+from .session import Session
+from .tables import correction_tables, knob_steps_table, knob_tables
+
+log = logging.getLogger("bss2.calib")
+
+RUNNERS = {
+    "cadc": steps.cadc.run, "leak": steps.leak.run, "reset": steps.reset.run, "drivers": steps.drivers.run,
+    "synapse_bias": steps.synapse_bias.run, "synin": steps.synin.run,
+    "offsets": fits.offsets.run, "linearity": fits.linearity.run, "synapses": fits.synapses.run,
+    "transfer": fits.transfer.run, "weights": fits.weights.run, "neuron_fit": fits.neuron.run,
+}
+
+
+def calibrate(chip, target=None, options=None, *, progress=None):
+    """Calibrate ``chip``: tune its knobs, fit its correction tables.
+
+    Uses the chip's observable interface only. The chip is left at the
+    calibrated knob codes (its weights hold the last probe pattern).
+
+    Parameters
+    ----------
+    chip : chipsim.Chip
+        Or any object with the same observable interface.
+    target : Target or None, default=None
+        None: ``Target()`` (gain 0.002 LSB per unit per send, baseline 120).
+    options : Options or None, default=None
+        None: ``Options()`` (every stage, model-based search).
+    progress : callable or None, default=None
+        ``progress(stage, index, n_stages, event)`` with event ``"start"``,
+        ``"done"``, ``"failed"`` or ``"skipped"``.
+
+    Returns
+    -------
+    CalibrationResult
+        Not yet saved (``path`` is None); see :meth:`CalibrationResult.save`.
+    """
+    target = Target() if target is None else target
+    options = Options() if options is None else options
+    if not isinstance(target, Target):
+        raise CalibValueError(f"target must be a calib.Target, got {type(target).__name__}")
+    if not isinstance(options, Options):
+        raise CalibValueError(f"options must be a calib.Options, got {type(options).__name__}")
+    check_chip(chip)
+    if progress is not None and not callable(progress):
+        raise CalibValueError("progress must be callable or None")
+    session = Session(chip, target, options, progress)
+    total = Meter(chip)
+    temperature = float(chip.temperature_c)
+    records, failed, skipped = [], [], []
+    n = len(options.stages)
+
+    def note(stage, i, event):
+        if progress is not None:
+            progress(stage, i, n, event)
+
+    for i, stage in enumerate(options.stages):
+        missing = [r for r in STAGE_REQUIRES.get(stage, ()) if r in failed or r in skipped]
+        if missing:
+            skipped.append(stage)
+            records.append({"name": stage, "kind": "skipped", "stage": stage,
+                            "error": f"skipped: stage {missing[0]} failed"})
+            note(stage, i, "skipped")
+            continue
+        note(stage, i, "start")
+        meter = Meter(chip)
+        try:
+            out = RUNNERS[stage](session)
+        except CalibError as err:
+            log.error("stage %s failed: %s", stage, err)
+            failed.append(stage)
+            records.append({"name": stage, "kind": "failed", "stage": stage, "error": str(err), **meter.read()})
+            note(stage, i, "failed")
+            continue
+        items = out if isinstance(out, list) else [out]
+        outright = False
+        for r in items:
+            rec = r.record()
+            rec["stage"] = stage
+            records.append(rec)
+            outright |= rec["n_instances"] > 0 and rec["n_failed"] == rec["n_instances"]
+            if isinstance(r, KnobResult):
+                session.knob_results.append(r)
+            else:
+                session.table_steps.append(r)
+        if outright:
+            failed.append(stage)
+            note(stage, i, "failed")
+        else:
+            note(stage, i, "done")
+    tables = knob_tables(chip.knob_values(), session.knob_results)
+    tables["knob_steps"] = knob_steps_table(session.knob_results)
+    tables.update(correction_tables(session.data))
+    lin = session.data.get("linearity")
+    c = options.conditions
+    conditions = {
+        "wait_between_events": c.wait_between_events, "num_sends_ref": c.num_sends_ref,
+        "num_sends_min": lin["num_sends_min"] if lin else c.num_sends_ref,
+        "num_sends_max": lin["num_sends_max"] if lin else c.num_sends_ref,
+        "send_decay_per_send": lin["kappa"] if lin else 0.0,
+        "temperature_c": temperature, "temperature_tolerance_k": c.temperature_tolerance_k,
+    }
+    cost = total.read()
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "kind": KIND, "package_version": package_version,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "chip_id": int(chip.chip_id), "preset": {"name": chip.preset.name, "sha256": chip.preset.sha256},
+        "conditions": conditions, "target": target.to_dict(), "options": options.to_dict(),
+        "steps": records, "failed_stages": failed, "skipped_stages": skipped,
+        "totals": {**cost, "knob_rounds": sum(r.rounds for r in session.knob_results)},
+        "quality": _quality(session),
+    }
+    return CalibrationResult(manifest, tables)
+
+
+OBSERVABLE = ("chip_id", "preset", "temperature_c", "hw_time_s", "counters", "get_knob", "knob_values", "set_knob",
+              "set_knobs", "get_weights", "set_weights", "run", "read_baseline", "read_cadc_reference")
+
+
+def check_chip(chip):
+    """Raise :class:`CalibValueError` unless ``chip`` offers the observable chip interface."""
+    missing = [a for a in OBSERVABLE if not hasattr(chip, a)]
+    if missing:
+        raise CalibValueError(f"expected a chip with the observable interface of chipsim.Chip, got "
+                              f"{type(chip).__name__} (no {missing[0]!r})")
+
+
+def _quality(session):
+    q = {}
+    for r in session.knob_results:
+        q[f"{r.name}_residual_rms"] = r.record()["residual_rms"]
+    for s in session.table_steps:
+        for k, v in s.quality.items():
+            if isinstance(v, (int, float)) or v is None:
+                q[f"{s.name}.{k}"] = v
+    return q
+
+
+__all__ = ["calibrate", "check_chip", "RUNNERS"]

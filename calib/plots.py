@@ -1,0 +1,424 @@
+"""Figures of characterization and calibration reports (matplotlib, Agg).
+
+Every function takes plain arrays or DataFrames and returns a
+:class:`matplotlib.figure.Figure` attached to an Agg canvas: no pyplot, no
+global state, no display. This module imports matplotlib at import time, so
+import it lazily (``calib.report`` does); ``import calib`` never loads it.
+
+Colour maps are perceptually uniform (``cividis`` for magnitudes, ``RdBu_r``
+only for signed deviations around zero); category colours are fixed below.
+"""
+import matplotlib
+import numpy as np
+from matplotlib import cm as mcm
+from matplotlib import colors as mcolors
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+#: colours of the characterized states and of highlighted faults
+STATE_COLORS = {"uncalibrated": "#7a5195", "calibrated": "#2a9d8f", "before": "#7a5195", "after": "#2a9d8f"}
+FAULT_COLOR = "#d62728"
+OTHER_COLORS = ("#e76f51", "#264653", "#e9c46a", "#8ab17d")
+MAP_CMAP = "cividis"
+DIFF_CMAP = "RdBu_r"
+FIGSIZE = (10.0, 6.0)
+
+
+def new_figure(figsize=FIGSIZE):
+    """A Figure on an Agg canvas, constrained layout."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _color(label, k):
+    return STATE_COLORS.get(label, OTHER_COLORS[k % len(OTHER_COLORS)])
+
+
+def _finite(v):
+    v = np.asarray(v, dtype=np.float64).ravel()
+    return v[np.isfinite(v)]
+
+
+def _legend(ax, **kw):
+    """A legend if anything is labelled (matplotlib warns otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
+def _note(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def histograms(panels, title):
+    """Overlaid step histograms, one panel per quantity.
+
+    Parameters
+    ----------
+    panels : list of dict
+        Each with ``title``, ``xlabel``, ``series`` ({label: values}) and
+        optionally ``flagged`` ({label: values} drawn as red rug marks:
+        failed or faulty instances) and ``vlines`` ([(x, text)]).
+    title : str
+    """
+    n = len(panels)
+    ncol = 2 if n > 1 else 1
+    nrow = int(np.ceil(n / ncol))
+    fig = new_figure((10.0, 3.2 * nrow + 0.6))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    for ax, p in zip(axes, panels):
+        allv = [_finite(v) for v in p["series"].values()]
+        allv = [v for v in allv if v.size]
+        if not allv:
+            _note(ax, "no data")
+        else:
+            lo, hi = np.percentile(np.concatenate(allv), [0.5, 99.5])
+            if lo == hi:
+                lo, hi = lo - 0.5, hi + 0.5
+            bins = np.linspace(lo, hi, 41)
+            for k, (label, v) in enumerate(p["series"].items()):
+                v = _finite(v)
+                if v.size:
+                    ax.hist(np.clip(v, lo, hi), bins=bins, histtype="step", lw=1.8, color=_color(label, k),
+                            label=f"{label} (n={v.size}, median {np.median(v):.4g}, std {np.std(v):.3g})")
+            for label, v in (p.get("flagged") or {}).items():
+                v = _finite(v)
+                if v.size:
+                    out = int(np.sum((v < lo) | (v > hi)))
+                    note = f", {out} beyond the axis drawn at its edge" if out else ""
+                    ax.plot(np.clip(v, lo, hi), np.zeros_like(v), "|", ms=14, mew=2, color=FAULT_COLOR,
+                            label=f"{label} ({v.size}{note})")
+            for x, text in p.get("vlines", []):
+                ax.axvline(x, color="0.3", ls="--", lw=1)
+                ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), ha="left", va="bottom", fontsize=7,
+                            xytext=(3, 3), textcoords="offset points", color="0.3", rotation=90)
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # headroom: the legend sits above the bars
+            _legend(ax, fontsize=7, loc="upper right")
+        ax.set_title(p["title"], fontsize=10)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel("count")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig
+
+
+def heatmaps(maps, title, cbar_label, *, cmap=MAP_CMAP, symmetric=False, limits=None):
+    """Heat maps of per-synapse values (rows x columns), one panel per map.
+
+    Parameters
+    ----------
+    maps : list of dict
+        Each with ``title``, ``data`` (2-D array, NaN = not measured, grey)
+        and optionally ``marks`` ((rows, columns) of faulty entries, red).
+    symmetric : bool
+        Colour limits symmetric around 0 (diverging maps).
+    limits : (float, float) or None
+        Colour limits; None takes the 1st and 99th percentiles.
+    """
+    n = len(maps)
+    ncol = 2 if n > 1 else 1
+    nrow = int(np.ceil(n / ncol))
+    fig = new_figure((11.0, 3.3 * nrow + 0.8))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    vals = np.concatenate([_finite(m["data"]) for m in maps]) if maps else np.zeros(0)
+    if limits is None:
+        if vals.size:
+            lo, hi = np.percentile(vals, [1, 99])
+        else:
+            lo, hi = 0.0, 1.0
+        if symmetric:
+            a = max(abs(lo), abs(hi), 1e-12)
+            lo, hi = -a, a
+        limits = (lo, hi)
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="0.75")
+    im = None
+    for ax, m in zip(axes, maps):
+        d = np.asarray(m["data"], dtype=np.float64)
+        im = ax.imshow(np.ma.masked_invalid(d), cmap=cm, vmin=limits[0], vmax=limits[1], aspect="auto",
+                       interpolation="nearest", origin="upper")
+        rows, cols = m.get("marks", (np.zeros(0), np.zeros(0)))
+        if len(rows):
+            ax.plot(cols, rows, "s", ms=2.5, mfc="none", mec=FAULT_COLOR, mew=0.8, label=f"faulty ({len(rows)})")
+            _legend(ax, fontsize=7, loc="lower right", markerscale=2)
+        ax.set_title(m["title"], fontsize=10)
+        ax.set_xlabel("column (neuron within hemisphere)")
+        ax.set_ylabel(m.get("ylabel", "row (driver within hemisphere)"))
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:n].tolist(), label=cbar_label, shrink=0.9)
+    fig.suptitle(title)
+    return fig
+
+
+def transfer_curves(groups, title, xlabel="sum(x·w) per send (weight units x activation steps)"):
+    """Transfer curves of a few columns with their linear range shaded.
+
+    Parameters
+    ----------
+    groups : list of (str, list of dict)
+        Panel title and its curves; each curve has ``label``, ``sum_xw``,
+        ``mean``, ``std``, ``offset``, ``gain_exc``, ``gain_inh``,
+        ``linear`` ((lo, hi) in sum(x*w)), ``saturation`` ((lo, hi) LSB).
+    """
+    fig = new_figure((11.0, 4.8))
+    axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)).ravel()
+    cmap = matplotlib.colormaps["viridis"]
+    for ax, (ptitle, curves) in zip(axes, groups):
+        if not curves:
+            _note(ax, "no columns")
+        for k, c in enumerate(curves):
+            col = cmap(0.1 + 0.75 * k / max(len(curves) - 1, 1))
+            s = np.asarray(c["sum_xw"], dtype=np.float64)
+            ax.errorbar(s, c["mean"], yerr=c["std"], fmt=".", ms=3, lw=0.6, color=col, label=c["label"])
+            lo, hi = c["linear"]
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.axvspan(lo, hi, color=col, alpha=0.08)
+                for edge in (lo, hi):
+                    ax.axvline(edge, color=col, lw=0.8, ls=":")
+            if np.isfinite(c["gain_exc"]) and np.isfinite(c["gain_inh"]):
+                fit = np.where(s >= 0, c["offset"] + c["gain_exc"] * s, c["offset"] + c["gain_inh"] * s)
+                inside = (s >= lo) & (s <= hi) if np.isfinite(lo) and np.isfinite(hi) else np.ones_like(s, bool)
+                ax.plot(s[inside], fit[inside], "-", color=col, lw=1.2, alpha=0.9)
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_title(ptitle, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mean result (LSB, int8)")
+        _legend(ax, fontsize=7, loc="upper left")
+    fig.suptitle(title)
+    return fig
+
+
+def noise(per_column, levels, title, flagged=None, threshold=None):
+    """Noise histogram (left) and noise against output level (right).
+
+    Parameters
+    ----------
+    per_column : dict of label to array
+        Trial-to-trial noise of every column (LSB).
+    levels : dict of label to DataFrame
+        ``noise_level`` tables (index ``output_lsb``; median and q10/q90).
+    flagged : array or None
+        Noise of the columns reported noisy (drawn red).
+    threshold : float or None
+        The noisy-neuron limit (LSB).
+    """
+    fig = new_figure((11.0, 4.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    allv = np.concatenate([_finite(v) for v in per_column.values()]) if per_column else np.zeros(0)
+    if allv.size:
+        bins = np.linspace(max(allv.min() - 0.2, 0.0), allv.max() + 0.2, 60)
+        for k, (label, v) in enumerate(per_column.items()):
+            v = _finite(v)
+            ax1.hist(v, bins=bins, histtype="step", lw=1.8, color=_color(label, k),
+                     label=f"{label}: median {np.median(v):.2f} LSB")
+        if flagged is not None and len(flagged):
+            ax1.hist(_finite(flagged), bins=bins, color=FAULT_COLOR, alpha=0.8, label=f"noisy neurons ({len(flagged)})")
+        if threshold is not None and np.isfinite(threshold):
+            ax1.axvline(threshold, color="0.3", ls="--", lw=1, label=f"noisy limit {threshold:.2f} LSB")
+        ax1.set_yscale("log")
+        _legend(ax1, fontsize=7)
+    else:
+        _note(ax1, "no data")
+    ax1.set_xlabel("trial-to-trial noise at zero input (LSB std)")
+    ax1.set_ylabel("columns")
+    ax1.set_title("noise per column", fontsize=10)
+    for k, (label, df) in enumerate(levels.items()):
+        x = df.index.get_level_values("output_lsb").to_numpy(float)
+        col = _color(label, k)
+        ax2.fill_between(x, df["noise_q10_lsb"], df["noise_q90_lsb"], color=col, alpha=0.2)
+        ax2.plot(x, df["noise_median_lsb"], "o-", ms=3, color=col, label=f"{label}: median (band 10-90 %)")
+    if not levels:
+        _note(ax2, "no data")
+    ax2.set_xlabel("mean output level (LSB)")
+    ax2.set_ylabel("noise (LSB std over repeats)")
+    ax2.set_title("noise against output level", fontsize=10)
+    _legend(ax2, fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def residuals(series, title):
+    """Residual error against output level, one line (median, IQR band, RMS) per state.
+
+    Parameters
+    ----------
+    series : dict of label to dict
+        ``level`` (bin centres, LSB), ``median``, ``q25``, ``q75``, ``rms`` (LSB).
+    """
+    fig = new_figure((10.0, 4.8))
+    ax1, ax2 = fig.subplots(1, 2)
+    for k, (label, s) in enumerate(series.items()):
+        col = _color(label, k)
+        ax1.fill_between(s["level"], s["q25"], s["q75"], color=col, alpha=0.2)
+        ax1.plot(s["level"], s["median"], "-", color=col, lw=1.6, label=f"{label}: median, band 25-75 %")
+        ax2.plot(s["level"], s["rms"], "o-", ms=3, color=col, label=label)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("ideal output, target gain x sum(x·w) (LSB)")
+        ax.axhline(0, color="0.6", lw=0.6)
+        _legend(ax, fontsize=7)
+        if not series:
+            _note(ax, "no data")
+    ax1.set_ylabel("residual: output - ideal (LSB)")
+    ax1.set_title("signed residual over columns", fontsize=10)
+    ax2.set_ylabel("RMS residual over columns (LSB)")
+    ax2.set_ylim(bottom=0)
+    ax2.set_title("RMS residual", fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+NEURON_STATUS = ("ok", "failed fit", "noisy", "dead")
+DRIVER_STATUS = ("ok", "failed fit", "dead")
+_STATUS_COLORS = ("#d9ead3", "#e9c46a", "#f4a261", FAULT_COLOR)
+
+
+def fault_overview(neuron_status, driver_status, synapse_counts, kind_counts, title,
+                   synapse_title="stuck synapses per column"):
+    """Where the failed and faulty instances are on the chip.
+
+    Parameters
+    ----------
+    neuron_status : ndarray of int, shape (2, 256)
+        Index into :data:`NEURON_STATUS` per hemisphere and column.
+    driver_status : ndarray of int, shape (2, 128)
+        Index into :data:`DRIVER_STATUS`.
+    synapse_counts : ndarray of int, shape (2, 256)
+        Faulty synapses per column.
+    synapse_title : str
+        Title of the synapse panel.
+    kind_counts : dict of str to int
+        Faults per kind.
+    """
+    fig = new_figure((11.0, 6.4))
+    gs = fig.add_gridspec(3, 2, height_ratios=[1, 1, 1.4], width_ratios=[3, 1.3])
+    cmap = mcolors.ListedColormap(_STATUS_COLORS)
+    ax = fig.add_subplot(gs[0, 0])
+    ax.imshow(np.asarray(neuron_status), cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    ax.set_yticks([0, 1], ["h0", "h1"])
+    ax.set_xlabel("column (neuron within hemisphere)")
+    ax.set_title("neurons: " + ", ".join(f"{name} = {c}" for name, c in zip(NEURON_STATUS, ("green", "yellow",
+                                                                                            "orange", "red"))),
+                 fontsize=9)
+    ax = fig.add_subplot(gs[1, 0])
+    ds = np.asarray(driver_status)
+    ds_col = np.where(ds == 2, 3, ds)
+    ax.imshow(ds_col, cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    ax.set_yticks([0, 1], ["h0", "h1"])
+    ax.set_xlabel("row (driver within hemisphere)")
+    ax.set_title("drivers: ok = green, failed fit = yellow, dead = red", fontsize=9)
+    ax = fig.add_subplot(gs[2, 0])
+    cnt = np.asarray(synapse_counts)
+    for h in range(cnt.shape[0]):
+        ax.bar(np.arange(cnt.shape[1]), cnt[h], width=1.0, alpha=0.8, color=OTHER_COLORS[h], label=f"hemisphere {h}")
+    ax.set_xlabel("column (neuron within hemisphere)")
+    ax.set_ylabel("faulty synapses")
+    ax.set_title(synapse_title, fontsize=9)
+    _legend(ax, fontsize=7)
+    ax = fig.add_subplot(gs[:, 1])
+    names = list(kind_counts)
+    ax.barh(np.arange(len(names)), [kind_counts[k] for k in names], color=FAULT_COLOR)
+    for k, name in enumerate(names):
+        ax.annotate(str(kind_counts[name]), (kind_counts[name], k), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    ax.set_yticks(np.arange(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
+    ax.set_xlabel("count")
+    ax.set_title("count by kind", fontsize=9)
+    fig.suptitle(title)
+    return fig
+
+
+def driver_curves(pulse, dead, title, ylabel="effective activation (nominal steps)"):
+    """Activation curves of all drivers (thin lines) against the ideal diagonal.
+
+    Parameters
+    ----------
+    pulse : ndarray of shape (n_drivers, 32)
+    dead : ndarray of bool, shape (n_drivers,)
+    """
+    fig = new_figure((11.0, 4.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    x = np.arange(pulse.shape[1])
+    live = ~np.asarray(dead, bool)
+    amp = pulse[:, -1]
+    cmap = matplotlib.colormaps["viridis"]
+    norm = mcolors.Normalize(*(np.nanpercentile(amp[live], [2, 98]) if live.any() else (0, 1)))
+    for d in np.flatnonzero(live):
+        ax1.plot(x, pulse[d], "-", lw=0.5, alpha=0.5, color=cmap(norm(amp[d])))
+    for d in np.flatnonzero(~live):
+        ax1.plot(x, pulse[d], "-", lw=1.5, color=FAULT_COLOR)
+    ax1.plot(x, x, "k--", lw=1, label="ideal (proportional)")
+    if (~live).any():
+        ax1.plot([], [], "-", color=FAULT_COLOR, label=f"dead drivers ({(~live).sum()})")
+    ax1.set_xlabel("activation code x")
+    ax1.set_ylabel(ylabel)
+    ax1.set_title(f"activation curves of {pulse.shape[0]} drivers (colour: amplitude)", fontsize=10)
+    _legend(ax1, fontsize=7)
+    lowx = x[1:6]
+    for d in np.flatnonzero(live):
+        ax2.plot(lowx, pulse[d, 1:6] - lowx * pulse[d, -1] / x[-1], "-", lw=0.5, alpha=0.5, color=cmap(norm(amp[d])))
+    ax2.axhline(0, color="k", ls="--", lw=1)
+    ax2.set_xlabel("activation code x")
+    ax2.set_ylabel("excess over proportional (steps)")
+    ax2.set_title("low-activation distortion (codes 1-5)", fontsize=10)
+    fig.colorbar(mcm.ScalarMappable(norm=norm, cmap=cmap), ax=[ax1, ax2],
+                 label="effective activation at code 31 (steps)")
+    fig.suptitle(title)
+    return fig
+
+
+def drift(pairs, title, label_a, label_b):
+    """Drift between two artifacts: scatter of per-instance values and histograms of differences.
+
+    Parameters
+    ----------
+    pairs : list of dict
+        Each with ``name``, ``unit``, ``a`` and ``b`` (arrays aligned by instance).
+    """
+    n = len(pairs)
+    fig = new_figure((11.0, 3.3 * n + 0.6))
+    axes = fig.subplots(n, 2, squeeze=False)
+    for (ax1, ax2), p in zip(axes, pairs):
+        a, b = np.asarray(p["a"], float), np.asarray(p["b"], float)
+        ok = np.isfinite(a) & np.isfinite(b)
+        ax1.plot(a[ok], b[ok], ".", ms=3, color=OTHER_COLORS[1], alpha=0.6)
+        if ok.any():
+            lo, hi = np.percentile(np.concatenate([a[ok], b[ok]]), [0.5, 99.5])
+            ax1.plot([lo, hi], [lo, hi], "k--", lw=1, label="no drift")
+            _legend(ax1, fontsize=7)
+        ax1.set_xlabel(f"{p['name']} in {label_a} ({p['unit']})")
+        ax1.set_ylabel(f"... in {label_b} ({p['unit']})")
+        ax1.set_title(f"{p['name']}: later against earlier", fontsize=10)
+        d = (b - a)[ok]
+        if d.size:
+            ax2.hist(d, bins=40, color=OTHER_COLORS[0], alpha=0.85)
+            ax2.axvline(0, color="k", ls="--", lw=1)
+            ax2.set_title(f"{p['name']} drift: mean {d.mean():+.3g}, std {d.std():.3g} {p['unit']}", fontsize=10)
+        else:
+            _note(ax2, "no common instances")
+        ax2.set_xlabel(f"{p['name']} change ({p['unit']})")
+        ax2.set_ylabel("instances")
+    fig.suptitle(title)
+    return fig
+
+
+def table_figure(rows, title, col_labels=("quantity", "value", "unit", "source")):
+    """A table rendered as a figure (the summary page of the PDF)."""
+    per_page = 34
+    fig = new_figure((11.0, 0.28 * min(len(rows), per_page) + 1.2))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    shown = rows[:per_page]
+    if shown:
+        t = ax.table(cellText=[[str(c) for c in r] for r in shown], colLabels=list(col_labels), loc="upper center",
+                     cellLoc="left", colLoc="left")
+        t.auto_set_font_size(False)
+        t.set_fontsize(7.5)
+        t.auto_set_column_width(list(range(len(col_labels))))
+    else:
+        _note(ax, "no rows")
+    if len(rows) > per_page:
+        ax.set_title(f"(first {per_page} of {len(rows)} rows; all in report.html)", fontsize=8)
+    fig.suptitle(title)
+    return fig

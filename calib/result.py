@@ -1,0 +1,250 @@
+"""The outcome of a calibration: manifest + tables, saved and loaded as an artifact.
+
+:class:`CalibrationResult` is what :func:`calib.calibrate` returns and what
+:func:`calib.load` gives back; the two are indistinguishable (round trips are
+exact). It is immutable: :meth:`save` and :meth:`apply_to` never modify it,
+and :attr:`tables` hands out copies.
+"""
+import copy
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import read_artifact, write_artifact
+from .errors import CalibValueError, IncompatibleArtifact
+from .tables import knob_codes
+
+
+class _Tables(Mapping):
+    """Read-only mapping of table name -> DataFrame (a copy per access)."""
+
+    def __init__(self, frames):
+        self._frames = dict(frames)
+
+    def raw(self):
+        """The frames themselves (no copies), for the result's own IO."""
+        return self._frames
+
+    def __getitem__(self, name):
+        try:
+            return self._frames[name].copy()
+        except KeyError:
+            raise KeyError(f"no table {name!r}; tables: {', '.join(sorted(self._frames))}") from None
+
+    def __iter__(self):
+        return iter(sorted(self._frames))
+
+    def __len__(self):
+        return len(self._frames)
+
+    def __repr__(self):
+        return f"<tables: {', '.join(sorted(self._frames))}>"
+
+
+class CalibrationResult:
+    """A chip's calibration: knob settings, correction tables and the manifest that describes them.
+
+    Parameters
+    ----------
+    manifest : dict
+        See docs/artifact-format.md.
+    tables : dict of str to DataFrame
+    path : path-like or None, default=None
+        Where it is stored, if it is.
+
+    Examples
+    --------
+    >>> from chipsim import Chip
+    >>> import calib
+    >>> res = calib.calibrate(Chip(3, "noiseless"), options=calib.Options(stages=("reset",)))
+    >>> sorted(res.tables)[:2]
+    ['knob_steps', 'knobs_driver']
+    """
+
+    def __init__(self, manifest, tables, path=None):
+        self._manifest = copy.deepcopy(manifest)
+        self._tables = _Tables(tables)
+        self.path = None if path is None else Path(path)
+
+    # ---------------------------------------------------------- accessors
+    @property
+    def manifest(self):
+        """A copy of the manifest (dict)."""
+        return copy.deepcopy(self._manifest)
+
+    @property
+    def tables(self):
+        """Mapping of table name -> pandas DataFrame (copies)."""
+        return self._tables
+
+    @property
+    def chip_id(self):
+        return self._manifest["chip_id"]
+
+    @property
+    def preset(self):
+        """``{"name": ..., "sha256": ...}`` of the chip population."""
+        return dict(self._manifest["preset"])
+
+    @property
+    def conditions(self):
+        """Operating conditions the artifact is valid for (dict)."""
+        return dict(self._manifest["conditions"])
+
+    @property
+    def steps(self):
+        """The steps run, in order, each a dict (see :meth:`KnobResult.record`)."""
+        return copy.deepcopy(self._manifest["steps"])
+
+    @property
+    def failed_stages(self):
+        """Names of stages that failed outright (list of str)."""
+        return list(self._manifest.get("failed_stages", []))
+
+    @property
+    def ok(self):
+        """True if no stage failed outright."""
+        return not self.failed_stages
+
+    def knob_codes(self):
+        """Knob codes to apply, dict of knob name -> int64 array."""
+        return knob_codes(self._tables.raw())
+
+    def __repr__(self):
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return (f"CalibrationResult(chip_id={self.chip_id}, preset={self.preset['name']!r}, "
+                f"tables={len(self._tables)}{where})")
+
+    # ------------------------------------------------------------------ IO
+    def save(self, path):
+        """Write the artifact directory ``path`` atomically (it must not exist).
+
+        Returns
+        -------
+        CalibrationResult
+            The same calibration, with ``path`` set.
+        """
+        dest = write_artifact(path, self._manifest_core(), self._tables.raw())
+        return CalibrationResult(self._manifest, self._tables.raw(), dest)
+
+    def _manifest_core(self):
+        m = dict(self._manifest)
+        m.pop("tables", None)
+        m.pop("files", None)
+        return m
+
+    @classmethod
+    def load(cls, path):
+        """Load and verify the artifact directory at ``path``."""
+        manifest, tables = read_artifact(path)
+        return cls(manifest, tables, path)
+
+    # --------------------------------------------------------------- apply
+    def check(self, chip=None, *, num_sends=None, wait_between_events=None, temperature_c=None):
+        """Raise :class:`IncompatibleArtifact` unless the artifact fits the chip and conditions.
+
+        Parameters
+        ----------
+        chip : chipsim.Chip or None
+            Checked for chip id, preset hash and temperature.
+        num_sends : int or None
+            Must lie in the verified range ``num_sends_min..num_sends_max``.
+        wait_between_events : int or None
+            Must equal the calibration's spacing.
+        temperature_c : float or None
+            Overrides the chip's temperature sensor.
+        """
+        m, c = self._manifest, self._manifest["conditions"]
+        for name, v in (("num_sends", num_sends), ("wait_between_events", wait_between_events)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+                raise CalibValueError(f"{name} must be an integer, got {v!r}")
+        if temperature_c is not None and (isinstance(temperature_c, bool)
+                                          or not isinstance(temperature_c, (int, float, np.number))):
+            raise CalibValueError(f"temperature_c must be a number, got {temperature_c!r}")
+        if chip is not None:
+            for a in ("chip_id", "preset", "temperature_c", "set_knobs"):
+                if not hasattr(chip, a):
+                    raise CalibValueError(f"expected a chip, got {type(chip).__name__}")
+            if chip.chip_id != m["chip_id"]:
+                raise IncompatibleArtifact(f"artifact is for chip {m['chip_id']}, not chip {chip.chip_id} "
+                                           f"(chip_id differs)", "chip_id")
+            if chip.preset.sha256 != m["preset"]["sha256"]:
+                raise IncompatibleArtifact(
+                    f"artifact is for preset {m['preset']['name']!r} ({m['preset']['sha256'][:12]}), the chip runs "
+                    f"{chip.preset.name!r} ({chip.preset.sha256[:12]}) (preset.sha256 differs)", "preset.sha256")
+            if temperature_c is None:
+                temperature_c = chip.temperature_c
+        if temperature_c is not None:
+            t = float(temperature_c)
+            if not math.isfinite(t) or abs(t - c["temperature_c"]) > c["temperature_tolerance_k"]:
+                raise IncompatibleArtifact(
+                    f"temperature {t:.1f} C is outside the artifact's {c['temperature_c']:.1f} +- "
+                    f"{c['temperature_tolerance_k']:g} C (conditions.temperature_c differs)",
+                    "conditions.temperature_c")
+        if num_sends is not None and not c["num_sends_min"] <= num_sends <= c["num_sends_max"]:
+            raise IncompatibleArtifact(
+                f"num_sends {num_sends} is outside the verified range {c['num_sends_min']}..{c['num_sends_max']} "
+                f"(conditions.num_sends differs)", "conditions.num_sends")
+        if wait_between_events is not None and wait_between_events != c["wait_between_events"]:
+            raise IncompatibleArtifact(
+                f"wait_between_events {wait_between_events} differs from the artifact's {c['wait_between_events']} "
+                f"(conditions.wait_between_events differs)", "conditions.wait_between_events")
+
+    def apply_to(self, chip, *, num_sends=None, wait_between_events=None):
+        """Write the artifact's knob codes into ``chip`` (one reconfiguration), after :meth:`check`.
+
+        Raises
+        ------
+        IncompatibleArtifact
+            Wrong chip id, preset or conditions; the message names the field.
+        """
+        self.check(chip, num_sends=num_sends, wait_between_events=wait_between_events)
+        codes = self.knob_codes()
+        try:
+            chip.set_knobs(codes)
+        except ValueError as err:
+            raise CalibValueError(f"cannot apply the artifact's knob codes: {err}") from None
+
+    # ------------------------------------------------------------- summary
+    def summary(self):
+        """JSON-ready summary: identity, conditions, per-step figures, totals, quality."""
+        m = self._manifest
+        steps = m["steps"]
+        return {
+            "artifact": None if self.path is None else str(self.path),
+            "chip_id": m["chip_id"], "preset": m["preset"]["name"], "created_utc": m.get("created_utc"),
+            "ok": self.ok, "failed_stages": self.failed_stages, "conditions": dict(m["conditions"]),
+            "steps": [{k: s.get(k) for k in ("name", "kind", "algorithm", "quantity", "unit", "spread_before",
+                                             "spread_after", "n_instances", "n_failed", "failed", "measurements",
+                                             "rounds", "vectors", "wall_time_s", "hw_time_s", "error")
+                       if k in s} for s in steps],
+            "totals": dict(m.get("totals", {})), "quality": copy.deepcopy(m.get("quality", {})),
+            "tables": sorted(self._tables),
+        }
+
+
+def load(path):
+    """Load and verify a calibration artifact directory.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    ArtifactCorrupt
+        Missing, truncated, tampered or malformed files; files outside the directory.
+    ArtifactVersionError
+        Unknown kind or schema version.
+    """
+    if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+        raise CalibValueError(f"path must be a path, got {type(path).__name__}")
+    return CalibrationResult.load(path)
+
+

@@ -1,0 +1,46 @@
+"""The state one calibration run carries from stage to stage.
+
+A :class:`Session` holds the chip, the target and options, the prober, the
+calibration's own random Generator, and what the stages produced so far (knob
+results, intermediate fits, table steps). Stages read what they need from it
+explicitly; nothing is global.
+"""
+import numpy as np
+
+from .algorithms import make_algorithm
+from .probes import Prober
+
+
+class Session:
+    """One calibration run.
+
+    Parameters
+    ----------
+    chip : chipsim.Chip
+    target : Target
+    options : Options
+    progress : callable or None
+        ``progress(stage, done, total)`` after every stage.
+    """
+
+    def __init__(self, chip, target, options, progress=None):
+        self.chip = chip
+        self.target = target
+        self.options = options
+        self.prober = Prober(chip, options.conditions.wait_between_events)
+        self.rng = np.random.default_rng(np.random.SeedSequence([0xCA11B, options.seed]))
+        self.knob_results = []  # KnobResult, in order
+        self.table_steps = []  # TableStep, in order
+        self.data = {}  # intermediate results of table stages, by name
+        self.progress = progress
+
+    def algorithm(self, prefer=None):
+        """The search algorithm for a knob step.
+
+        With the default ``model`` option a step may ``prefer`` a cheaper
+        algorithm that suits its knob (``linear`` for digital offsets);
+        any other option value is used for every step.
+        """
+        k = self.options.knobs
+        name = prefer if (k.algorithm == "model" and prefer) else k.algorithm
+        return make_algorithm(name, refinements=k.refinements, seed=self.options.seed)

@@ -1,0 +1,142 @@
+"""Is an artifact still valid for a chip? A quick check with a small fraction of the calibration's cost.
+
+The artifact's knobs are applied; random dense probes and zero-input vectors
+(a few hundred vectors per hemisphere) are run and compared with what the
+correction model predicts. Two figures decide: the rms deviation of the
+per-neuron gain ratio (measured / predicted) from 1 and the rms deviation of
+the zero-input offsets from the table, each with the measurement noise
+subtracted. Above a threshold the artifact has gone stale.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from chipsim import COLS, ROWS, W_MAX
+
+from .errors import CalibValueError, IncompatibleArtifact
+from .model import CorrectionModel
+from .probes import Prober, flat
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of :func:`verify`.
+
+    Attributes
+    ----------
+    valid : bool
+        True if the artifact still describes the chip.
+    reason : str
+        Why not (empty when valid).
+    gain_deviation_rms : float
+        rms of (measured / predicted gain - 1) over healthy neurons, noise removed.
+    gain_threshold : float
+    offset_deviation_rms_lsb : float
+        rms of (measured - table offset), noise removed, LSB.
+    offset_threshold_lsb : float
+    global_gain_ratio : float
+        Median measured / predicted gain.
+    vectors : int
+        Input vectors spent (both hemispheres in parallel count once).
+    hw_time_s : float
+    """
+
+    valid: bool
+    reason: str
+    gain_deviation_rms: float
+    gain_threshold: float
+    offset_deviation_rms_lsb: float
+    offset_threshold_lsb: float
+    global_gain_ratio: float
+    vectors: int
+    hw_time_s: float
+
+    def to_dict(self):
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _noise_free_rms(dev, sem):
+    ok = np.isfinite(dev) & np.isfinite(sem)
+    if not ok.any():
+        return float("nan")
+    return float(np.sqrt(max(np.mean(dev[ok] ** 2) - np.mean(sem[ok] ** 2), 0.0)))
+
+
+def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, offset_threshold_lsb=0.5, seed=0):
+    """Check whether ``result`` still describes ``chip`` (applies its knobs first).
+
+    Parameters
+    ----------
+    result : CalibrationResult
+    chip : chipsim.Chip
+    vectors : int, default=192
+        Random dense probe vectors per hemisphere (16..8192).
+    zero_vectors : int, default=64
+        Zero-input vectors per hemisphere.
+    gain_threshold : float, default=0.01
+        Largest acceptable rms gain deviation (relative).
+    offset_threshold_lsb : float, default=0.5
+        Largest acceptable rms offset deviation, LSB.
+    seed : int, default=0
+        Seed of the probe patterns.
+
+    Returns
+    -------
+    VerifyReport
+
+    Raises
+    ------
+    IncompatibleArtifact
+        Wrong chip id or preset (a different chip is not "stale", it is wrong).
+    """
+    from .pipeline import check_chip
+
+    check_chip(chip)
+    if not hasattr(result, "apply_to") or not hasattr(result, "conditions"):
+        raise CalibValueError(f"expected a CalibrationResult, got {type(result).__name__}")
+    for name, v, lo, hi in (("vectors", vectors, 16, 8192), ("zero_vectors", zero_vectors, 16, 8192)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise CalibValueError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
+    hw0, v0 = chip.hw_time_s, chip.counters["vectors"]
+    try:
+        result.apply_to(chip)
+    except IncompatibleArtifact as err:
+        if err.field.startswith("conditions."):
+            return VerifyReport(False, str(err), float("nan"), gain_threshold, float("nan"), offset_threshold_lsb,
+                                float("nan"), 0, 0.0)
+        raise
+    c = result.conditions
+    n = int(c["num_sends_ref"])
+    model = CorrectionModel(result)
+    prober = Prober(chip, c["wait_between_events"])
+    rng = np.random.default_rng(np.random.SeedSequence([0x7E21F, seed]))
+    mag = rng.integers(1, W_MAX + 1, size=(2, ROWS, COLS))
+    W = np.where(rng.random((2, ROWS, COLS)) < 0.5, mag, -mag)
+    # input density such that the outputs spread ~30 LSB rms at num_sends_ref:
+    # std = sqrt(128 rho E[x^2] E[w^2]) * gain * n with E[x^2] = 331, E[w^2] = 1344
+    dens = float(np.clip((30.0 / (7547.0 * model.gain_target * n)) ** 2, 0.002, 0.6))
+    X = np.where(rng.random((2, vectors, ROWS)) < dens, rng.integers(1, 32, size=(2, vectors, ROWS)), 0)
+    prober.set_weights(W)
+    y = prober.run(X, n).astype(np.float64)
+    zmean, zsem, _ = prober.offsets(zero_vectors, n)
+    pred = np.stack([model.predict(X[h], W[h], h, n) for h in (0, 1)])  # (2, B, 256)
+    off_t = np.stack([model.offset[:COLS], model.offset[COLS:]])[:, None, :]
+    sig_p = pred - off_t
+    sig_m = y - np.stack([zmean[:COLS], zmean[COLS:]])[:, None, :]
+    ok = (np.abs(sig_p) < 60) & (np.abs(y) < 120)
+    sxx = np.where(ok, sig_p * sig_p, 0).sum(axis=1)
+    ratio = np.where(ok, sig_p * sig_m, 0).sum(axis=1) / np.maximum(sxx, 1e-9)
+    noise = 1.8
+    ratio_sem = noise / np.sqrt(np.maximum(sxx, 1e-9))
+    ratio, ratio_sem = flat(ratio), flat(ratio_sem)
+    healthy = model.neuron_ok & (sxx.reshape(-1) > 100)
+    g_dev = _noise_free_rms(np.where(healthy, ratio - 1, np.nan), np.where(healthy, ratio_sem, np.nan))
+    o_dev = _noise_free_rms(np.where(healthy, zmean - model.offset, np.nan), np.where(healthy, zsem, np.nan))
+    reasons = []
+    if not g_dev <= gain_threshold:
+        reasons.append(f"gain deviation {100 * g_dev:.2f} % rms exceeds {100 * gain_threshold:.2f} %")
+    if not o_dev <= offset_threshold_lsb:
+        reasons.append(f"offset deviation {o_dev:.2f} LSB rms exceeds {offset_threshold_lsb:.2f} LSB")
+    return VerifyReport(not reasons, "; ".join(reasons), g_dev, gain_threshold, o_dev, offset_threshold_lsb,
+                        float(np.median(ratio[healthy])) if healthy.any() else float("nan"),
+                        int(chip.counters["vectors"] - v0), float(chip.hw_time_s - hw0))

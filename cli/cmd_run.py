@@ -1,0 +1,109 @@
+"""``bss2-calib run``: calibrate one chip (knobs and correction tables) and store the artifact."""
+import sys
+import time
+
+import click
+
+from .common import chip_options, echo_json, json_option
+from .main import main
+
+
+def _fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if unit.startswith("LSB/unit") or (v != 0 and abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return str(v)
+
+
+def summary_lines(summary):
+    """The human-readable summary table of a calibration (list of str)."""
+    lines = [f"chip {summary['chip_id']}  preset {summary['preset']}  "
+             f"valid for wait_between_events={summary['conditions']['wait_between_events']}, "
+             f"num_sends {summary['conditions']['num_sends_min']}..{summary['conditions']['num_sends_max']}, "
+             f"{summary['conditions']['temperature_c']:.1f} +- {summary['conditions']['temperature_tolerance_k']:g} C"]
+    head = f"{'step':26s} {'quantity':38s} {'unit':14s} {'before':>9s} {'after':>9s} {'failed':>11s} " \
+           f"{'measured':>9s} {'wall s':>7s} {'hw s':>7s}"
+    lines += [head, "-" * len(head)]
+    for s in summary["steps"]:
+        if s.get("kind") in ("failed", "skipped"):
+            lines.append(f"{s['name']:26s} {s['kind'].upper()}: {s.get('error', '')}")
+            continue
+        unit = s.get("unit") or ""
+        meas = f"{s['rounds']}r" if s.get("kind") == "knob" else f"{s.get('vectors', 0)}v"
+        failed = f"{s.get('n_failed', 0)}/{s.get('n_instances', 0)}"
+        lines.append(f"{s['name'][:26]:26s} {(s.get('quantity') or '')[:38]:38s} {unit[:14]:14s} "
+                     f"{_fmt(s.get('spread_before'), unit):>9s} {_fmt(s.get('spread_after'), unit):>9s} "
+                     f"{failed:>11s} {meas:>9s} {s.get('wall_time_s', 0):7.2f} {s.get('hw_time_s', 0):7.3f}")
+    t = summary["totals"]
+    lines.append("-" * len(head))
+    lines.append(f"{'total':26s} {'':38s} {'':14s} {'':>9s} {'':>9s} {'':>11s} "
+                 f"{t.get('knob_rounds', 0):>8d}r {t.get('wall_time_s', 0):7.2f} {t.get('hw_time_s', 0):7.3f}")
+    lines.append(f"{'':26s} {t.get('vectors', 0)} vectors, {t.get('cadc_reads', 0)} CADC reads, "
+                 f"{t.get('reconfigurations', 0)} reconfigurations, {t.get('weight_writes', 0)} weight writes")
+    fails = [(s["name"], s["failed"]) for s in summary["steps"] if s.get("failed")]
+    if fails:
+        lines.append("failed instances:")
+        for name, idx in fails:
+            shown = ", ".join(str(i) for i in idx[:40]) + (f", ... ({len(idx)} in all)" if len(idx) > 40 else "")
+            lines.append(f"  {name}: {shown}")
+    if summary["failed_stages"]:
+        lines.append(f"FAILED stages: {', '.join(summary['failed_stages'])}")
+    return lines
+
+
+@main.command("run")
+@chip_options
+@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
+              help="Artifact store directory (default: $BSS2_CALIB_STORE or ~/.local/share/bss2-calib).")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Write the artifact to this new directory instead of the store.")
+@click.option("--stages", default="all", show_default=True,
+              help="Comma-separated stages or aliases: all, knobs (cadc, leak, reset, drivers, synapse_bias, "
+                   "synin), tables (offsets, linearity, synapses, transfer, weights, neuron_fit).")
+@click.option("--algorithm", type=click.Choice(["model", "binary", "noisy_binary", "linear"]), default="model",
+              show_default=True, help="Search algorithm of the knob steps.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the chip's trial-to-trial noise and of the probe patterns.")
+@json_option
+def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, as_json):
+    """Calibrate a chip and store the artifact.
+
+    Without arguments: chip 0 of the default preset into the default store.
+    Progress goes to stderr; then a summary per step (spread before and
+    after, failed instances, measurements, wall and simulated hardware time)
+    and the artifact's path. Exit code 1 if a stage failed outright.
+    """
+    from chipsim import Chip
+    from calib import ArtifactStore, KnobOptions, Options, calibrate
+
+    if store_dir and out_dir:
+        raise click.UsageError("--store and --out are mutually exclusive")
+    options = Options(stages=stages, knobs=KnobOptions(algorithm=algorithm), seed=seed)
+    chip = Chip(chip_id, preset, noise_seed=seed)
+    t0 = time.perf_counter()
+
+    def progress(stage, i, n, event):
+        if event == "start":
+            click.echo(f"[{i + 1}/{n}] {stage} ...", err=True)
+        elif event != "done":
+            click.echo(f"[{i + 1}/{n}] {stage} {event.upper()}", err=True)
+
+    result = calibrate(chip, options=options, progress=progress)
+    click.echo(f"calibrated in {time.perf_counter() - t0:.1f} s wall, {chip.hw_time_s:.2f} s hardware time",
+               err=True)
+    if out_dir:
+        saved = result.save(out_dir)
+    else:
+        saved = ArtifactStore(store_dir).save(result, make_latest=result.ok)
+    summary = saved.summary()
+    if as_json:
+        echo_json(summary)
+    else:
+        for line in summary_lines(summary):
+            click.echo(line)
+        click.echo(f"artifact: {saved.path}")
+    if not result.ok:
+        sys.exit(1)

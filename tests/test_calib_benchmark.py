@@ -1,0 +1,23 @@
+"""The issue's quality and cost targets, end to end (benchmarks/calibration.py on two chips)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_calibration_benchmark_meets_every_target():
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "calibration.py"), "--chips", "0", "1",
+                          "--vectors", "1024", "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    s = report["summary"]
+    assert all(s["pass"].values()), s
+    assert s["uncalibrated_ratio_min"] > 2  # calibration is what makes the difference
+    for name, v in report["knob_rounds"].items():
+        assert v["model"] <= v["binary"], name
+    assert report["knob_totals"]["model"]["knob_rounds"] <= 0.5 * report["knob_totals"]["binary"]["knob_rounds"]

@@ -1,0 +1,76 @@
+"""Calibration uses only the observable interface: proven at run time and by a static check."""
+import ast
+from pathlib import Path
+
+import numpy as np
+
+from chipsim import Chip
+import calib
+
+CALIB = Path(calib.__file__).resolve().parent
+#: the reports engineer's modules live in calib/ too but are not the calibration
+OTHERS = {"characterize", "characterize.py", "report", "report.py", "plots", "plots.py"}
+
+
+def _calibration_sources():
+    for p in sorted(CALIB.rglob("*.py")):
+        rel = p.relative_to(CALIB)
+        if rel.parts[0] in OTHERS:
+            continue
+        yield p
+
+
+def test_calibration_runs_on_a_chip_whose_truth_is_locked():
+    chip = Chip(2, "default", noise_seed=3, truth_access=False)
+    res = calib.calibrate(chip)
+    assert res.ok
+    assert len(res.tables) == 8
+    # the same chip with truth access gives the identical calibration (truth access changes nothing)
+    twin = Chip(2, "default", noise_seed=3)
+    res2 = calib.calibrate(twin)
+    for name in res.tables:
+        a, b = res.tables[name], res2.tables[name]
+        assert a.equals(b), name
+    assert np.array_equal(chip.get_knob("v_reset"), twin.get_knob("v_reset"))
+
+
+def hidden_state_uses(source, filename="<src>"):
+    """Lines where ``source`` touches chip.truth, another object's underscore attribute or chipsim internals."""
+    tree = ast.parse(source, filename)
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            if node.attr == "truth":
+                bad.append((node.lineno, "truth"))
+            elif node.attr.startswith("_") and not node.attr.startswith("__"):
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                    bad.append((node.lineno, f"private attribute {node.attr}"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "chipsim":
+            parts = node.module.split(".")
+            if len(parts) > 1 and parts[1] in INTERNALS:
+                bad.append((node.lineno, f"import from {node.module}"))
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("chipsim.") and a.name.split(".")[1] in INTERNALS:
+                    bad.append((node.lineno, f"import {a.name}"))
+    return bad
+
+
+INTERNALS = {"truth", "params", "physics", "kernel", "noise"}
+
+
+def test_calibration_code_never_touches_hidden_state():
+    offenders = []
+    for p in _calibration_sources():
+        for lineno, what in hidden_state_uses(p.read_text(), str(p)):
+            offenders.append(f"{p.relative_to(CALIB)}:{lineno}: {what}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_static_check_can_fail():
+    assert hidden_state_uses("x = chip.truth.params()")
+    assert hidden_state_uses("x = chip._state().baseline")
+    assert hidden_state_uses("from chipsim.truth import Truth")
+    assert not hidden_state_uses("x = chip.truthful + self._cache")
+    assert not hidden_state_uses('"""chip.truth in a docstring"""')
