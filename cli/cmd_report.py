@@ -1,0 +1,47 @@
+"""``bss2-calib report``: HTML, PDF and PNG report of a calibration or characterization artifact."""
+from pathlib import Path
+
+import click
+
+from .common import echo_json, json_option
+from .main import main
+
+
+@main.command("report")
+@click.argument("artifacts", nargs=-1, required=True, metavar="ARTIFACT [ARTIFACT2]")
+@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
+              help="Artifact store directory (to resolve chip-N names) [default: $BSS2_CALIB_STORE or "
+                   "~/.local/share/bss2-calib].")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for report.html, report.pdf and the PNG figures (created if missing).")
+@click.option("--format", "formats", default="html,pdf,png", show_default=True,
+              help="Comma-separated subset of html, pdf, png.")
+@json_option
+def report(artifacts, store_dir, out, formats, as_json):
+    """Draw the report of ARTIFACT; with ARTIFACT2 (same chip, another time) add the drift.
+
+    ARTIFACT is a calibration artifact (a directory, or chip-N / chip-N/NAME
+    in the store) or a characterization directory (`bss2-calib
+    characterize`). report.html is self-contained (figures embedded) and
+    readable offline.
+    """
+    from calib import ArtifactStore
+    from calib.report import write_report
+
+    if len(artifacts) > 2:
+        raise click.UsageError(f"give one or two artifacts, got {len(artifacts)}")
+    store = ArtifactStore(store_dir)
+    paths = [store.resolve(a) for a in artifacts]
+    quiet = click.get_current_context().find_root().params.get("quiet", False)
+    res = write_report(paths, out, formats=formats,
+                       progress=None if quiet else (lambda msg: click.echo(f"report: {msg}", err=True)))
+    files = ([str(res.html)] if res.html else []) + ([str(res.pdf)] if res.pdf else []) + [str(p) for p in res.png]
+    if as_json:
+        echo_json({"out": str(out), "files": files, "figures": res.figures, "missing": res.missing,
+                   "summary": [{"quantity": q, "value": v, "unit": u, "source": s} for q, v, u, s in res.summary]})
+        return
+    click.echo(f"report of {', '.join(map(str, artifacts))}: {len(res.figures)} figures")
+    for f in files:
+        click.echo(f"  {f}")
+    for m in res.missing:
+        click.echo(f"  not included: {m}")

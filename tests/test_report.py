@@ -1,0 +1,263 @@
+"""Reports: self-contained HTML with every figure, PDF, PNGs; summary numbers from the tables; CLI."""
+import base64
+import json
+import re
+import subprocess
+import sys
+import warnings
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from chipsim import Chip
+from calib.characterize import CharacterizeOptions, characterize
+from calib.characterize.result import SUMMARY_SPEC, state_tables, table_stat
+from calib.config import CalibWarning
+from calib.report import CALIB_SUMMARY_SPEC, summary_rows, write_report
+from cli.main import main
+
+QUICK = CharacterizeOptions(rows=tuple(range(0, 128, 16)), transfer_levels=48, transfer_repeats=6, zero_repeats=64,
+                            map_repeats=8, stuck_repeats=8)
+PNG = b"\x89PNG\r\n\x1a\n"
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
+
+
+def _calibration(chip_id=1):
+    import calib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibWarning)
+        return calib.calibrate(Chip(chip_id, "default", noise_seed=3))
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    return _calibration().save(tmp_path_factory.mktemp("cal") / "artifact")
+
+
+@pytest.fixture(scope="module")
+def char_dir(tmp_path_factory, calibration):
+    """A two-state characterization (as found, and with the calibration applied), saved."""
+    import calib
+
+    res = characterize(Chip(1, "default", noise_seed=5), QUICK, artifact=calib.load(calibration.path),
+                       artifact_path=calibration.path)
+    return res.save(tmp_path_factory.mktemp("char") / "char")
+
+
+@pytest.fixture(scope="module")
+def cli_report(char_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "report"
+    res = CliRunner().invoke(main, ["report", str(char_dir), "--out", str(out), "--format", "html,png", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "report: drawing" in res.stderr  # progress on stderr, JSON alone on stdout
+    return out, json.loads(res.stdout)
+
+
+class _Checker(HTMLParser):
+    """Parses the page, checks that tags balance, collects images and table cells."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.imgs, self.rows, self._row, self._cell = [], [], [], [], None, None
+        self.tags = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a)
+        if tag == "tr":
+            self._row = []
+        if tag in ("td", "th"):
+            self._cell = ""
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unbalanced </{tag}> (open: {self.stack[-3:]})")
+            return
+        self.stack.pop()
+        if tag in ("td", "th") and self._row is not None:
+            self._row.append(self._cell)
+            self._cell = None
+        if tag == "tr":
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _parse(path):
+    p = _Checker()
+    p.feed(path.read_text(encoding="utf-8"))
+    p.close()
+    return p
+
+
+# ------------------------------------------------------------------ HTML
+def test_html_is_valid_self_contained_and_embeds_every_figure(cli_report):
+    out, info = cli_report
+    html_path = out / "report.html"
+    page = _parse(html_path)
+    assert not page.errors and not page.stack, (page.errors, page.stack)
+    assert {"html", "head", "title", "body", "table", "figure", "img"} <= page.tags
+    text = html_path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script|<link|src=\"(?!data:)|url\(|https?://", text)  # nothing fetched
+    figures = info["figures"]
+    assert len(figures) >= 8 and len(page.imgs) == len(figures)
+    for img, name in zip(page.imgs, figures):
+        assert img["alt"] == name
+        assert img["src"].startswith("data:image/png;base64,")
+        png = base64.b64decode(img["src"].split(",", 1)[1], validate=True)
+        assert png.startswith(PNG)
+        assert png == (out / f"{name}.png").read_bytes()  # the same figure as the PNG file
+    assert {"residual_vs_level", "transfer_curves", "synapse_gain_map", "noise", "faults",
+            "neuron_driver_histograms", "driver_curves"} <= set(figures)
+    assert not (out / "report.pdf").exists()  # only the formats asked for
+
+
+def test_summary_numbers_equal_the_table_statistics(cli_report, char_dir):
+    from calib.characterize.io import load
+
+    out, info = cli_report
+    art = load(char_dir)
+    page = _parse(out / "report.html")
+    shown = {r[0]: r[1] for r in page.rows if len(r) == 4 and r[0] != "quantity"}
+    n = 0
+    for state in ("uncalibrated", "calibrated"):
+        st = state_tables(art.tables, state)
+        for _, label, table, col, stat, subset, _ in SUMMARY_SPEC:
+            v = table_stat(st[table], col, stat, subset)
+            cell = shown[f"[{state}] {label}"]
+            if v is None:
+                assert cell == "n/a"
+            elif isinstance(v, int):
+                assert int(cell) == v
+            else:
+                assert float(cell) == pytest.approx(v, rel=1e-3, abs=1e-12)
+            n += 1
+        # and independently of table_stat, a few with plain pandas
+        cs = st["column_summary"]
+        ok = cs[cs["success"]]
+        assert float(shown[f"[{state}] excitatory gain, median"]) == pytest.approx(
+            ok["gain_exc_lsb_per_unit"].median(), rel=1e-3)
+        assert float(shown[f"[{state}] offset at zero input, std"]) == pytest.approx(ok["offset_lsb"].std(), rel=1e-3)
+        assert int(shown[f"[{state}] columns failed (fit, dead or noisy)"]) == int((~cs["success"]).sum())
+    assert n == 2 * len(SUMMARY_SPEC)
+    assert {r["quantity"] for r in info["summary"]} == set(shown)
+
+
+def test_calibration_brings_the_residual_down(char_dir):
+    from calib.characterize.io import load
+    from calib.characterize.figures import residual_by_level
+
+    art = load(char_dir)
+    res = {s: residual_by_level(state_tables(art.tables, s), 0.002) for s in ("uncalibrated", "calibrated")}
+    inside = {s: res[s]["rms"][np.abs(res[s]["level"]) < 60] for s in res}
+    assert inside["calibrated"].max() < 1.5  # within the noise of a 6-read mean, no systematic error left
+    assert np.median(inside["uncalibrated"]) > 3 * np.median(inside["calibrated"])
+
+
+def test_importing_calib_does_not_import_matplotlib():
+    code = ("import sys, calib, calib.report, calib.characterize, cli.cmd_report, cli.cmd_characterize; "
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ errors
+def test_write_report_refuses_bad_arguments(char_dir, tmp_path):
+    with pytest.raises(ValueError, match="formats"):
+        write_report(char_dir, tmp_path, formats="html,svg")
+    with pytest.raises(ValueError, match="formats"):
+        write_report(char_dir, tmp_path, formats=[])
+    with pytest.raises(ValueError, match="one or two"):
+        write_report([char_dir] * 3, tmp_path)
+    other = characterize(Chip(2, "default", noise_seed=0), QUICK)
+    with pytest.raises(ValueError, match="same chip"):
+        write_report([char_dir, other], tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_report_errors_are_one_line(tmp_path, char_dir):
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "Error:" in r.output
+    r = CliRunner().invoke(main, ["report", str(char_dir), str(char_dir), str(char_dir), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "one or two" in r.output
+    r = CliRunner().invoke(main, ["report", str(char_dir), "--out", str(tmp_path / "o"), "--format", "docx"])
+    assert r.exit_code == 1 and "formats" in r.output
+
+
+# ------------------------------------------------------------------ slow: PDF, drift, calibration artifacts
+def _pdf_pages(data):
+    return len(re.findall(rb"/Type\s*/Page[^s]", data))
+
+
+@pytest.mark.slow
+def test_all_formats_and_drift_between_two_characterizations(tmp_path, char_dir):
+    chip = Chip(1, "default", noise_seed=9)
+    chip.advance(hours=2000.0, temperature_c=27.0)
+    later = characterize(chip, QUICK)
+    later.manifest["created_utc"] = "2999-01-01T00:00:00Z"  # certainly the later one
+    res = write_report([later, char_dir], tmp_path / "r")
+    assert res.figures[-2:] == ["drift", "drift_synapse_map"]
+    assert res.html.is_file() and res.pdf.is_file()
+    assert [p.name for p in res.png] == [f"{n}.png" for n in res.figures]
+    assert all(p.read_bytes().startswith(PNG) for p in res.png)
+    pdf = res.pdf.read_bytes()
+    summary_pages = -(-len(res.summary) // 34)  # the summary table, 34 rows a page
+    assert pdf.startswith(b"%PDF") and _pdf_pages(pdf) == len(res.figures) + summary_pages
+    page = _parse(res.html)
+    assert not page.errors and len(page.imgs) == len(res.figures)
+    assert "drift reference" in res.html.read_text(encoding="utf-8")
+    # a second run replaces the files in place
+    again = write_report([later, char_dir], tmp_path / "r", formats="pdf")
+    assert again.pdf == res.pdf and not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_report_of_a_calibration_artifact_in_the_store(tmp_path, calibration):
+    import calib
+
+    stored = calib.ArtifactStore(tmp_path / "store").save(calib.load(calibration.path))
+    r = CliRunner().invoke(main, ["report", "chip-1", "--store", str(tmp_path / "store"), "--out",
+                                  str(tmp_path / "r"), "--format", "html,pdf", "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert {"correction_histograms", "knob_before_after", "synapse_gain_map", "driver_curves",
+            "faults"} <= set(info["figures"])
+    assert any("residual_vs_level" in m for m in info["missing"])
+    res = write_report(stored, tmp_path / "r2", formats="html,pdf")
+    assert res.figures == info["figures"]
+    page = _parse(res.html)
+    assert not page.errors and len(page.imgs) == len(res.figures)
+    shown = {r[0]: r[1] for r in page.rows if len(r) == 4}
+    nc = calibration.tables["neuron_correction"]
+    ok = nc[nc["success"]]
+    assert float(shown["excitatory gain (relative to target), median"]) == pytest.approx(ok["gain_exc"].median(),
+                                                                                        rel=1e-3)
+    assert int(shown["neurons failed"]) == int((~nc["success"]).sum())
+    assert len(summary_rows(calibration)) >= len(CALIB_SUMMARY_SPEC)
+    assert _pdf_pages(res.pdf.read_bytes()) == len(res.figures) + -(-len(res.summary) // 34)
+
+
+@pytest.mark.slow
+def test_drift_between_two_calibrations(tmp_path, calibration):
+    import calib
+
+    chip = Chip(1, "default", noise_seed=3)
+    chip.advance(hours=5000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibWarning)
+        later = calib.calibrate(chip)
+    res = write_report([calibration.path, later], tmp_path / "r", formats="png")
+    assert "drift" in res.figures and res.html is None and res.pdf is None
