@@ -41,6 +41,7 @@ def main(verbose, quiet):
 
 # Subcommands live in one module each and register themselves on import.
 from . import cmd_chip  # noqa: E402,F401
+from . import cmd_infer  # noqa: E402,F401
 from . import cmd_characterize  # noqa: E402,F401
 from . import cmd_report  # noqa: E402,F401
 from . import cmd_run  # noqa: E402,F401

@@ -1,0 +1,113 @@
+"""``bss2-calib infer``: run a network on a simulated chip and report accuracy and throughput."""
+import time
+import warnings
+from pathlib import Path
+
+import click
+import numpy as np
+
+from chipsim import Chip
+
+from .common import chip_options, echo_json, json_option, progress
+from .main import main
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+#: weights tried in order when --weights is not given
+DEFAULT_WEIGHTS = ("mnist_hil.npz", "mnist_int.npz")
+
+
+def default_weights():
+    """The shipped MNIST integer model: the hardware-in-the-loop one if present."""
+    for name in DEFAULT_WEIGHTS:
+        if (MODELS_DIR / name).is_file():
+            return MODELS_DIR / name
+    raise click.ClickException(f"no MNIST model under {MODELS_DIR} (run benchmarks/train_mnist.py) "
+                               "or give --weights")
+
+
+def load_artifact(ref, store_dir=None):
+    """Load a calibration artifact (a directory, or chip-N / chip-N/NAME in the store) with calib's loader."""
+    try:
+        from calib import ArtifactStore, load
+    except ImportError as err:
+        raise click.ClickException(f"cannot load artifacts: the calib package is unavailable ({err})") from None
+    return load(ArtifactStore(store_dir).resolve(ref))
+
+
+@main.command("infer")
+@click.option("--model", type=click.Choice(["mnist"]), default="mnist", show_default=True,
+              help="Network to run (the paper's MNIST network).")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Integer model file (.npz); default: data/models/mnist_hil.npz, else mnist_int.npz.")
+@chip_options
+@click.option("--artifact", default=None,
+              help="Calibration artifact of the chip (a directory, or chip-N / chip-N/NAME in the store): "
+                   "its knobs are written and its corrections applied.")
+@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
+              help="Artifact store directory (to resolve chip-N names) [default: $BSS2_CALIB_STORE or "
+                   "~/.local/share/bss2-calib].")
+@click.option("--uncalibrated", is_flag=True, help="Run the chip at its default knobs, without corrections.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images per forward pass (one engine call per layer).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the chip's trial-to-trial noise.")
+@click.option("--allow-mismatch", is_flag=True, help="Use an artifact made for another chip/preset/conditions "
+                                                      "(warns).")
+@json_option
+def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, limit, batch_size, seed,
+          allow_mismatch, as_json):
+    """Classify the MNIST test set on a simulated chip: accuracy and throughput."""
+    from infer import ArtifactMismatchWarning, Engine, matmul_backend, mnist
+    from infer.data import load_mnist
+
+    if (artifact is None) == (not uncalibrated):
+        raise click.UsageError("give exactly one of --artifact PATH or --uncalibrated")
+    weights = weights or default_weights()
+    int_model = mnist.IntegerModel.load(weights)
+    images, labels = load_mnist("test", limit=limit)
+    chip = Chip(chip_id, preset, noise_seed=seed)
+    art = None if artifact is None else load_artifact(artifact, store_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ArtifactMismatchWarning)
+        engine = Engine(chip, art, allow_mismatch=allow_mismatch)
+    for w in caught:
+        click.echo(f"Warning: {w.message}", err=True)
+    backend = matmul_backend(engine)
+    correct = 0
+    t0 = time.perf_counter()
+    with progress(range(0, len(labels), batch_size), label="images") as starts:
+        for i in starts:
+            pred = mnist.predict(int_model, images[i:i + batch_size], backend)
+            correct += int(np.sum(pred == labels[i:i + batch_size]))
+    wall = time.perf_counter() - t0
+    n = len(labels)
+    hw = engine.stats["hw_time_s"]
+    macs = _macs_per_image(int_model)
+    out = {
+        "model": model, "weights": str(weights), "chip_id": chip_id, "preset": chip.preset.name,
+        "calibrated": art is not None, "artifact": None if artifact is None else str(artifact),
+        "images": n, "correct": correct, "accuracy": correct / n,
+        "wall_time_s": wall, "images_per_s": n / wall if wall > 0 else float("inf"),
+        "hw_time_s": hw, "hw_time_per_image_us": 1e6 * hw / n,
+        "mop_per_image": macs / 1e6, "mops_per_s_wall": macs * n / wall / 1e6 if wall > 0 else float("inf"),
+        "mops_per_s_hw": macs * n / hw / 1e6 if hw > 0 else float("inf"),
+        "engine": engine.report()["stats"],
+    }
+    if as_json:
+        echo_json(out)
+        return
+    state = f"calibrated ({artifact})" if art is not None else "uncalibrated"
+    click.echo(f"{model} ({weights.name}) on chip {chip_id}, preset {chip.preset.name}, {state}")
+    click.echo(f"accuracy        {100 * out['accuracy']:.2f} % ({correct}/{n})")
+    click.echo(f"throughput      {out['images_per_s']:.0f} images/s wall ({out['mops_per_s_wall']:.0f} MOp/s)")
+    click.echo(f"hardware time   {out['hw_time_per_image_us']:.0f} us per image simulated "
+               f"({out['mops_per_s_hw']:.0f} MOp/s)")
+
+
+def _macs_per_image(m):
+    """Multiply-accumulates per image, counted as rows x columns x vectors of every layer."""
+    from infer import mnist
+
+    conv_rows, conv_cols = m.weight_matrices[0].shape
+    return (conv_rows * conv_cols * mnist.CONV_OUT ** 2 + m.fc1.shape[0] * m.fc1.shape[1]
+            + m.fc2.shape[0] * m.fc2.shape[1])

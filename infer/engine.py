@@ -1,0 +1,463 @@
+"""The inference engine: matrices of any size on one or several (calibrated) chips.
+
+A product ``x @ w`` with ``x`` of shape (batch, n_in) and ``w`` of shape
+(n_in, n_out) is split into tiles of 128 inputs x 256 outputs. Tiles are
+ordered column block by column block, and within one column block by row block
+(input block). Each tile is placed on a *slot* (one hemisphere of one chip);
+``2 * len(chips)`` tiles run at once (the two hemispheres of a chip in one
+``chip.run(x2, "both")`` call, chips in parallel), further tiles run in
+following rounds. Each tile's int8 result is clipped (by the chip, and again to
+-128..127 after correction) before the tiles stacked along ``n_in`` are summed
+digitally and the sum is saturated to -128..127; column blocks are
+concatenated.
+
+Output scale
+------------
+Without an artifact the engine returns the chip's raw results (LSB at whatever
+gain the chip has, as floats). With an artifact it writes the artifact's knobs,
+applies the corrections of :mod:`infer.corrections` (inputs predistorted per
+driver, weights per synapse within -63..63 with a per-column headroom scale,
+outputs corrected per column for offset, scale and the per-send gain decay)
+and returns **output LSB at the artifact's target gain**: a well-calibrated
+chip approximates ``round(g_t * num_sends * x.W)`` (``g_t = 0.002`` by
+default), clipped per tile and after the sum like the raw results. Values are
+float64 and not rounded; columns of dead neurons read 0.
+
+Slots remember which tile of which weight matrix they hold (a hash of the
+weights), so repeated calls with the same ``w`` do not rewrite weights. The
+physical rows and columns of a slot are explicit index arrays (identity today),
+so that faulty rows and columns can later be routed around by changing the
+mapping alone.
+"""
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
+
+from .corrections import CorrectionOptions, Corrections
+from .errors import ArtifactMismatchWarning, IncompatibleArtifact, InferValueError
+
+__all__ = ["Engine", "Measurement", "check_activations", "check_weights"]
+
+log = logging.getLogger(__name__)
+
+Y_MIN, Y_MAX = -128.0, 127.0
+_RUN_LIMITS = {"num_sends": (1, 255), "wait_between_events": (1, 255)}
+
+
+# ---------------------------------------------------------------- validation
+def _int_array(a, what, lo, hi):
+    if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor: no torch import needed
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise InferValueError(f"{what} must be a numeric array of integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "b":
+        raise InferValueError(f"{what} must hold integers, got booleans")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise InferValueError(f"{what} contains NaN or inf")
+        if not np.all(arr == np.rint(arr)):
+            raise InferValueError(f"{what} must hold integers, got non-integer values")
+    if arr.size:
+        amin, amax = arr.min(), arr.max()
+        if amin < lo or amax > hi:
+            bad = amin if amin < lo else amax
+            raise InferValueError(f"{what} value {bad:g} outside {lo}..{hi}")
+    return arr
+
+
+def check_activations(x):
+    """Validate activations: integers 0..31, shape (batch, n_in) or (n_in,); returns an array (a view if possible)."""
+    arr = _int_array(x, "activations", 0, ACT_MAX)
+    if arr.ndim not in (1, 2):
+        raise InferValueError(f"activations must have shape (batch, n_in) or (n_in,), got {arr.shape}")
+    return arr
+
+
+def check_weights(w):
+    """Validate weights: integers -63..63, shape (n_in, n_out); returns an array (a view if possible)."""
+    arr = _int_array(w, "weights", -W_MAX, W_MAX)
+    if arr.ndim != 2:
+        raise InferValueError(f"weights must have shape (n_in, n_out), got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InferValueError(f"weights must have at least one row and one column, got {arr.shape}")
+    return arr
+
+
+def _run_param(name, value):
+    lo, hi = _RUN_LIMITS[name]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise InferValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
+def _weight_key(w):
+    w8 = np.ascontiguousarray(w, dtype=np.int8)
+    h = hashlib.blake2b(w8.tobytes(), digest_size=16)
+    h.update(repr(w8.shape).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------- slots
+class _Slot:
+    """One hemisphere of one chip and the tile it holds."""
+
+    __slots__ = ("chip_index", "hemisphere", "rows", "cols", "key", "last_used", "programmed",
+                 "scale", "offset", "dead", "lut_flat", "n_rows", "n_cols")
+
+    def __init__(self, chip_index, hemisphere):
+        self.chip_index = chip_index
+        self.hemisphere = hemisphere
+        self.rows = np.arange(ROWS)  # physical synapse row of every logical row
+        self.cols = np.arange(COLS)  # physical column of every logical column
+        self.key = None
+        self.last_used = 0
+        self.programmed = None
+        self.scale = self.offset = self.dead = self.lut_flat = None
+        self.n_rows = self.n_cols = 0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Gain and trial-to-trial noise of an engine's output, measured through :meth:`Engine.matmul`.
+
+    Attributes
+    ----------
+    gain : float
+        Output units per unit of x*w per send (about 0.002 for a calibrated engine).
+    noise_std : float
+        Trial-to-trial standard deviation of one output, output units.
+    num_sends : int
+        The ``num_sends`` it was measured at.
+    """
+
+    gain: float
+    noise_std: float
+    num_sends: int
+
+
+def _resolve_artifact(artifact):
+    """Path -> loaded artifact (via calib.load); anything else is returned as is."""
+    if isinstance(artifact, (str, os.PathLike)):
+        from calib import load  # the artifact loader only; never the fitting code
+
+        return load(artifact)
+    return artifact
+
+
+class Engine:
+    """Run vector-matrix products on simulated BrainScaleS-2 chips.
+
+    Parameters
+    ----------
+    chips : chipsim.Chip or sequence of chipsim.Chip
+        The chips to use; each contributes two tiles (one per hemisphere) per round.
+    artifacts : artifact, Corrections, path, None, or a sequence of those, default=None
+        One per chip (a single value is allowed for a single chip). None runs that chip
+        uncalibrated (raw results). An artifact is anything with ``.tables`` and
+        ``.manifest`` (as returned by ``calib.load``), a path to load, or a
+        :class:`~infer.corrections.Corrections`.
+    num_sends : int, default=1
+        Default repetitions of every input vector, 1..255.
+    wait_between_events : int, default=5
+        Default event spacing in clock cycles, 1..255.
+    allow_mismatch : bool, default=False
+        Use an artifact although it was made for another chip id, preset or conditions
+        (an :class:`~infer.errors.ArtifactMismatchWarning` names the field) instead of
+        raising :class:`~infer.errors.IncompatibleArtifact`.
+    correction : CorrectionOptions, default=CorrectionOptions()
+        Headroom of the weight predistortion.
+    max_batch : int, default=16384
+        Largest number of vectors sent to a chip in one call (memory bound), >= 1.
+
+    Examples
+    --------
+    >>> from chipsim import Chip
+    >>> engine = Engine(Chip(0, "noiseless"))
+    >>> x = np.full((1, 300), 31)
+    >>> w = np.zeros((300, 2), dtype=int); w[:, 0] = 10; w[:, 1] = -3
+    >>> engine.matmul(x, w)  # row tiles of 128, 128, 44 inputs: 79 + 79 + 27 saturates; -24 - 24 - 8
+    array([[127., -56.]])
+    """
+
+    def __init__(self, chips, artifacts=None, *, num_sends=1, wait_between_events=5, allow_mismatch=False,
+                 correction=CorrectionOptions(), max_batch=16384):
+        chips = (chips,) if hasattr(chips, "run") else tuple(chips)
+        if not chips or not all(hasattr(c, "run") and hasattr(c, "set_weights") for c in chips):
+            raise InferValueError("chips must be one chipsim.Chip or a non-empty sequence of them")
+        if len({id(c) for c in chips}) != len(chips):
+            raise InferValueError("the same chip object is listed twice")
+        if artifacts is None:
+            artifacts = (None,) * len(chips)
+        elif isinstance(artifacts, (list, tuple)):
+            artifacts = tuple(artifacts)
+        else:
+            artifacts = (artifacts,)
+        if len(artifacts) != len(chips):
+            raise InferValueError(f"got {len(artifacts)} artifacts for {len(chips)} chips")
+        if not isinstance(correction, CorrectionOptions):
+            raise InferValueError("correction must be a CorrectionOptions")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+            raise InferValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+        self.num_sends = _run_param("num_sends", num_sends)
+        self.wait_between_events = _run_param("wait_between_events", wait_between_events)
+        self.allow_mismatch = bool(allow_mismatch)
+        self.correction = correction
+        self.max_batch = int(max_batch)
+        self.chips = chips
+        self._artifacts = tuple(_resolve_artifact(a) for a in artifacts)
+        self.corrections = tuple(None if a is None else Corrections.from_artifact(a) for a in self._artifacts)
+        self._warned = set()
+        for i, chip in enumerate(chips):
+            if self.corrections[i] is not None:
+                mism = self._check(i, self.num_sends, self.wait_between_events)
+                self._apply_knobs(i, use_artifact=not mism)
+        self._slots = [_Slot(i, h) for i in range(len(chips)) for h in (0, 1)]
+        self._clock = 0
+        self._measurements = {}
+        self.stats = dict(calls=0, vectors=0, tile_runs=0, weight_writes=0, hw_time_s=0.0,
+                          clipped_weights=0, dropped_weights=0)
+
+    def __repr__(self):
+        ids = ", ".join(f"{c.chip_id}{'' if k is None else '*'}" for c, k in zip(self.chips, self.corrections))
+        return f"Engine(chips=[{ids}], num_sends={self.num_sends}, wait_between_events={self.wait_between_events})"
+
+    @property
+    def calibrated(self):
+        """True if every chip has corrections."""
+        return all(c is not None for c in self.corrections)
+
+    # ------------------------------------------------------------- artifacts
+    def _check(self, i, num_sends, wait):
+        """Refuse (or warn about) an artifact that does not match chip i and the run conditions."""
+        mism = self.corrections[i].mismatches(self.chips[i], num_sends=num_sends, wait_between_events=wait)
+        if not mism:
+            return mism
+        field, why = mism[0]
+        if not self.allow_mismatch:
+            raise IncompatibleArtifact(f"{why} (field {field}; allow_mismatch=True overrides)", field)
+        for field, why in mism:
+            if (i, field) not in self._warned:
+                self._warned.add((i, field))
+                warnings.warn(ArtifactMismatchWarning(f"{why} (field {field}); using it anyway"), stacklevel=3)
+        return mism
+
+    def _apply_knobs(self, i, use_artifact=True):
+        chip, art, corr = self.chips[i], self._artifacts[i], self.corrections[i]
+        if use_artifact and hasattr(art, "apply_to") and not isinstance(art, Corrections):
+            art.apply_to(chip)
+        elif corr.knobs:
+            chip.set_knobs(corr.knob_updates())
+
+    def _ensure_knobs(self, i):
+        """Write the artifact's knobs again if someone changed them since (one reconfiguration)."""
+        corr, chip = self.corrections[i], self.chips[i]
+        if corr.knobs and any(not np.array_equal(chip.get_knob(k), v) for k, v in corr.knobs.items()):
+            log.info("chip %d: knobs changed since the artifact was applied; writing them again", chip.chip_id)
+            chip.set_knobs(corr.knob_updates())
+
+    # ---------------------------------------------------------------- tiling
+    def plan(self, n_in, n_out):
+        """The tiles of an (n_in, n_out) matrix in execution order: list of (row0, row1, col0, col1)."""
+        return [(r0, min(r0 + ROWS, n_in), c0, min(c0 + COLS, n_out))
+                for c0 in range(0, n_out, COLS) for r0 in range(0, n_in, ROWS)]
+
+    def _assign(self, key, tile_ids):
+        """Slot index for every tile of one round: resident tiles stay, others go to the least recently used slot."""
+        slots, used, out = self._slots, set(), [None] * len(tile_ids)
+        for k, t in enumerate(tile_ids):
+            for s, slot in enumerate(slots):
+                if s not in used and slot.key == (key, t):
+                    out[k] = s
+                    used.add(s)
+                    break
+        for k in range(len(tile_ids)):
+            if out[k] is None:
+                s = min((s for s in range(len(slots)) if s not in used), key=lambda s: (slots[s].last_used, s))
+                out[k] = s
+                used.add(s)
+        for s in out:
+            self._clock += 1
+            slots[s].last_used = self._clock
+        return out
+
+    def _program(self, slot, key, tile_id, w_tile):
+        chip = self.chips[slot.chip_index]
+        h = slot.hemisphere
+        if slot.key == (key, tile_id) and np.array_equal(chip.get_weights(h), slot.programmed):
+            return
+        r, c = w_tile.shape
+        rows, cols = slot.rows[:r], slot.cols[:c]
+        full = np.zeros((ROWS, COLS), dtype=np.int64)
+        corr = self.corrections[slot.chip_index]
+        if corr is None:
+            full[np.ix_(rows, cols)] = w_tile
+            slot.scale = slot.offset = slot.dead = slot.lut_flat = None
+        else:
+            codes, scale, clipped, dropped = corr.predistort(w_tile, h, rows, cols, self.correction)
+            full[np.ix_(rows, cols)] = codes
+            slot.scale, slot.offset = scale, corr.column_offset(h, cols)
+            dead = corr.column_dead(h, cols)
+            slot.dead = dead if dead.any() else None
+            slot.lut_flat = np.ascontiguousarray(corr.lut_rows(h, rows).ravel().astype(np.uint8))
+            self.stats["clipped_weights"] += clipped
+            self.stats["dropped_weights"] += dropped
+        chip.set_weights(full, h)
+        slot.programmed, slot.key, slot.n_rows, slot.n_cols = full, (key, tile_id), r, c
+        self.stats["weight_writes"] += 1
+
+    def _physical_input(self, slot, x_tile, out):
+        """Write the (predistorted) activations of a tile into out (batch, 128) at the slot's rows."""
+        r = x_tile.shape[1]
+        if slot.lut_flat is None:
+            vals = x_tile
+        else:
+            idx = x_tile.astype(np.uint16)  # < 128 * 32: small indices are twice as fast as intp here
+            idx += np.arange(r, dtype=np.uint16) * (ACT_MAX + 1)
+            vals = np.take(slot.lut_flat, idx)
+        if r == ROWS and np.array_equal(slot.rows, np.arange(ROWS)):
+            out[:] = vals
+        else:
+            out[:, slot.rows[:r]] = vals
+
+    def _output(self, slot, y, n_cols, num_sends):
+        """Corrected, clipped float64 result of a tile from the raw chip output (batch, 256)."""
+        yc = y[:, slot.cols[:n_cols]].astype(np.float64)
+        if slot.scale is not None:
+            yc -= slot.offset
+            yc /= slot.scale * self.corrections[slot.chip_index].send_factor(num_sends)
+            if slot.dead is not None:
+                yc[:, slot.dead] = 0.0
+            np.clip(yc, Y_MIN, Y_MAX, out=yc)
+        return yc
+
+    # ----------------------------------------------------------------- matmul
+    def matmul(self, x, w, *, num_sends=None, wait_between_events=None):
+        """Compute ``x @ w`` on the chips.
+
+        Parameters
+        ----------
+        x : array-like of int, shape (batch, n_in) or (n_in,)
+            Activations 0..31 (integer-valued floats are accepted). Not modified.
+        w : array-like of int, shape (n_in, n_out)
+            Weights -63..63. Not modified.
+        num_sends : int or None, default=None
+            Repetitions of each vector (1..255); None uses the engine's default.
+        wait_between_events : int or None, default=None
+            Event spacing in clock cycles (1..255); None uses the engine's default.
+
+        Returns
+        -------
+        ndarray of float64, shape (batch, n_out) or (n_out,)
+            Raw results (uncalibrated chips) or output LSB at the target gain (calibrated),
+            saturated to -128..127; see the module docstring.
+        """
+        n = self.num_sends if num_sends is None else _run_param("num_sends", num_sends)
+        wait = self.wait_between_events if wait_between_events is None else \
+            _run_param("wait_between_events", wait_between_events)
+        xa, wa = check_activations(x), check_weights(w)
+        single = xa.ndim == 1
+        if single:
+            xa = xa[None, :]
+        if xa.shape[1] != wa.shape[0]:
+            raise InferValueError(f"activations have {xa.shape[1]} inputs but weights have {wa.shape[0]} rows")
+        for i in range(len(self.chips)):
+            if self.corrections[i] is not None:
+                self._check(i, n, wait)
+                self._ensure_knobs(i)
+        batch, n_out = xa.shape[0], wa.shape[1]
+        out = np.zeros((batch, n_out))
+        if batch:
+            t0 = [c.hw_time_s for c in self.chips]
+            self._run_tiles(xa, wa, n, wait, out)
+            self.stats["hw_time_s"] += max(c.hw_time_s - t for c, t in zip(self.chips, t0))
+            np.clip(out, Y_MIN, Y_MAX, out=out)
+        self.stats["calls"] += 1
+        self.stats["vectors"] += batch
+        return out[0] if single else out
+
+    def _run_tiles(self, xa, wa, n, wait, out):
+        tiles = self.plan(*wa.shape)
+        key = _weight_key(wa)
+        n_slots = len(self._slots)
+        batch = xa.shape[0]
+        for first in range(0, len(tiles), n_slots):
+            ids = list(range(first, min(first + n_slots, len(tiles))))
+            slot_ids = self._assign(key, ids)
+            by_chip = {}
+            for t, s in zip(ids, slot_ids):
+                r0, r1, c0, c1 = tiles[t]
+                slot = self._slots[s]
+                self._program(slot, key, t, wa[r0:r1, c0:c1])
+                by_chip.setdefault(slot.chip_index, []).append((slot.hemisphere, slot, tiles[t]))
+            for ci in sorted(by_chip):
+                entries = sorted(by_chip[ci], key=lambda e: e[0])
+                chip = self.chips[ci]
+                for b0 in range(0, batch, self.max_batch):
+                    b1 = min(b0 + self.max_batch, batch)
+                    xin = np.zeros((len(entries), b1 - b0, ROWS), dtype=np.uint8)
+                    for k, (_, slot, (r0, r1, _c0, _c1)) in enumerate(entries):
+                        self._physical_input(slot, xa[b0:b1, r0:r1], xin[k])
+                    if len(entries) == 2:
+                        y = chip.run(xin, "both", num_sends=n, wait_between_events=wait)
+                    else:
+                        y = chip.run(xin[0], entries[0][0], num_sends=n, wait_between_events=wait)[None]
+                    for k, (_, slot, (r0, r1, c0, c1)) in enumerate(entries):
+                        out[b0:b1, c0:c1] += self._output(slot, y[k], c1 - c0, n)
+                self.stats["tile_runs"] += len(entries)
+
+    # ------------------------------------------------------------ measuring
+    def measure(self, *, num_sends=None, n_vectors=200, repeats=8, seed=0):
+        """Measure the gain and trial-to-trial noise of this engine's outputs (cached per num_sends).
+
+        Random weights on one full tile (128 x 256, magnitude scaled so outputs stay within
+        about +-30 LSB) and random activations (half of them zero) are run ``repeats`` times;
+        the gain is the least-squares slope of the mean output against ``num_sends * x.w``,
+        the noise the root-mean-square of the per-output standard deviation over repeats.
+
+        Parameters
+        ----------
+        num_sends : int or None, default=None
+        n_vectors : int, default=200
+        repeats : int, default=8
+            >= 2.
+        seed : int, default=0
+            Seed of the probe pattern (not of the chip's noise).
+
+        Returns
+        -------
+        Measurement
+        """
+        n = self.num_sends if num_sends is None else _run_param("num_sends", num_sends)
+        if repeats < 2 or n_vectors < 2:
+            raise InferValueError("measure needs repeats >= 2 and n_vectors >= 2")
+        key = (n, n_vectors, repeats, seed)
+        if key in self._measurements:
+            return self._measurements[key]
+        rng = np.random.default_rng(seed)
+        wmax = int(max(4, min(W_MAX, round(2 * W_MAX / n))))
+        w = rng.integers(-wmax, wmax + 1, size=(ROWS, COLS))
+        x = rng.integers(0, ACT_MAX + 1, size=(n_vectors, ROWS)) * (rng.random((n_vectors, ROWS)) < 0.5)
+        ys = np.stack([self.matmul(x, w, num_sends=n) for _ in range(repeats)])
+        ideal = n * (x @ w).astype(np.float64)
+        mean = ys.mean(axis=0)
+        inside = np.all(np.abs(ys) < 100, axis=0)  # away from saturation
+        s, m = ideal[inside], mean[inside]
+        sc = s - s.mean()
+        gain = float(sc @ (m - m.mean()) / (sc @ sc))
+        noise = float(np.sqrt(np.mean(ys.var(axis=0, ddof=1)[inside])))
+        self._measurements[key] = Measurement(gain=gain, noise_std=noise, num_sends=n)
+        return self._measurements[key]
+
+    def report(self):
+        """Counters and the correction summary of every chip (a dict)."""
+        return {"stats": dict(self.stats),
+                "chips": [{"chip_id": c.chip_id, "preset": c.preset.name, "calibrated": k is not None,
+                           **({} if k is None else k.summary())}
+                          for c, k in zip(self.chips, self.corrections)]}
