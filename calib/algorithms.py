@@ -109,6 +109,38 @@ def _round_step(codes, step, lo, hi):
     return np.clip(np.rint(codes + step), lo, hi).astype(np.int64)
 
 
+def _refine(run, best, target, pred, refinements, model_slope, *, secant_range, prev=(None, None)):
+    """Measure at ``pred``, then up to ``refinements`` Newton/secant steps on the instances off target.
+
+    ``model_slope(codes)`` is the slope a step uses; where the previous
+    measurement gives a secant within ``secant_range`` times that slope, the
+    secant is used instead. Stops early when every instance is within
+    tolerance or no code changes; leaves the chip at the best result.
+    """
+    p = run.p
+    prev_c, prev_v = prev
+    for r in range(refinements + 1):
+        m = run(pred)
+        best.update(pred, m.values)
+        err = m.values - target
+        todo = np.isfinite(err) & (np.abs(err) > p.tolerance)
+        if r == refinements or not todo.any():
+            break
+        slope = model_slope(pred)
+        if prev_c is not None:  # a per-instance secant where it is sane
+            dc = pred - prev_c
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sec = (m.values - prev_v) / dc
+                ratio = sec / slope
+            sane = (dc != 0) & np.isfinite(sec) & (ratio > secant_range[0]) & (ratio < secant_range[1])
+            slope = np.where(sane, sec, slope)
+        new = np.where(todo, _round_step(pred, -err / slope, p.lo, p.hi), pred)
+        if np.array_equal(new, pred):
+            break
+        prev_c, prev_v, pred = pred, m.values, new
+    return run.finish_converged(best, target)
+
+
 @dataclass(frozen=True)
 class BinarySearch:
     """Plain bisection over the knob's whole range, then the best code re-measured.
@@ -142,7 +174,10 @@ class BinarySearch:
             below = sign * (m.values - target) < 0
             lo = np.where(active & below, test + 1, lo)
             hi = np.where(active & ~below, test, hi)
-        return run.finish(best.codes)
+        # an interval that closed on a range limit was never measured there: the target lies at or beyond
+        # the limit, so the limit is the answer (and the final measurement tells which)
+        at_limit = (lo == hi) & ((lo == problem.lo) | (lo == problem.hi))
+        return run.finish(np.where(at_limit, lo, best.codes))
 
 
 @dataclass(frozen=True)
@@ -258,27 +293,12 @@ class ModelBased:
         want = (target - b) / a
         pred = self._invert(grid, gv * sign, want * sign)
         pred = np.where(np.isfinite(want), pred, start)
-        prev_c, prev_v = None, None
-        for r in range(self.refinements + 1):
-            m = run(pred)
-            best.update(pred, m.values)
-            err = m.values - target
-            todo = np.isfinite(err) & (np.abs(err) > problem.tolerance)
-            if r == self.refinements or not todo.any():
-                break
-            slope = a * dg[pred - problem.lo]
-            slope = np.where(sign * slope > 0, slope, sign * problem.nominal_slope)
-            if prev_c is not None:  # a per-instance secant where it is sane
-                dc = pred - prev_c
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    sec = (m.values - prev_v) / dc
-                sane = (dc != 0) & np.isfinite(sec) & (sec / slope > 0.25) & (sec / slope < 4)
-                slope = np.where(sane, sec, slope)
-            new = np.where(todo, _round_step(pred, -err / slope, problem.lo, problem.hi), pred)
-            if np.array_equal(new, pred):
-                break
-            prev_c, prev_v, pred = pred, m.values, new
-        return run.finish_converged(best, target)
+
+        def model_slope(codes):  # the mapped curve's local slope, the nominal one where it is not usable
+            slope = a * dg[codes - problem.lo]
+            return np.where(sign * slope > 0, slope, sign * problem.nominal_slope)
+
+        return _refine(run, best, target, pred, self.refinements, model_slope, secant_range=(0.25, 4))
 
     @staticmethod
     def _affine(resp, valid, g):
@@ -335,25 +355,10 @@ class LinearPrediction:
         sign = _direction(problem)
         nominal = sign * (self.slope if self.slope is not None else problem.nominal_slope)
         best = _Best(start, before.values, target)
-        prev_c, prev_v = np.asarray(start, dtype=np.int64), before.values
-        pred = _round_step(prev_c, -(prev_v - target) / nominal, problem.lo, problem.hi)
-        for r in range(self.refinements + 1):
-            m = run(pred)
-            best.update(pred, m.values)
-            err = m.values - target
-            todo = np.isfinite(err) & (np.abs(err) > problem.tolerance)
-            if r == self.refinements or not todo.any():
-                break
-            dc = pred - prev_c
-            with np.errstate(divide="ignore", invalid="ignore"):
-                secant = (m.values - prev_v) / dc
-            usable = (dc != 0) & np.isfinite(secant) & (secant / nominal > 0.2) & (secant / nominal < 5)
-            slope = np.where(usable, secant, nominal)
-            new = np.where(todo, _round_step(pred, -err / slope, problem.lo, problem.hi), pred)
-            if np.array_equal(new, pred):
-                break
-            prev_c, prev_v, pred = pred, m.values, new
-        return run.finish_converged(best, target)
+        start = np.asarray(start, dtype=np.int64)
+        pred = _round_step(start, -(before.values - target) / nominal, problem.lo, problem.hi)
+        return _refine(run, best, target, pred, self.refinements, lambda codes: np.full(codes.shape, nominal),
+                       secant_range=(0.2, 5), prev=(start, before.values))
 
 
 @dataclass(frozen=True)

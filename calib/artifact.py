@@ -1,5 +1,10 @@
 """Reading and writing artifact directories: ``manifest.json`` plus Parquet tables.
 
+One set of rules for every kind of artifact this package writes (calibrations,
+characterizations); what differs between kinds (the ``kind`` string, the schema
+version, the table names, index levels and dtypes, kind-specific manifest
+fields) is an :class:`ArtifactSchema`, chosen by the ``kind`` argument.
+
 Writing is atomic: everything goes into a temporary sibling directory, is
 fsynced, and the directory is renamed into place; an existing destination is
 never overwritten. Reading trusts nothing: the kind and schema version are
@@ -18,14 +23,15 @@ import re
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import ArtifactCorrupt, ArtifactExists, ArtifactVersionError
-from .schema import KIND, REQUIRED, SCHEMA_VERSION, TABLES, check_frame
+from .errors import ArtifactCorrupt, ArtifactError, ArtifactExists, ArtifactVersionError, CalibValueError
+from .schema import CHARACTERIZATION_KIND, KIND, MAX_ROWS, REQUIRED, SCHEMA_VERSION, TABLES, check_frame
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 8 << 20
@@ -33,6 +39,59 @@ MAX_FILE_BYTES = 256 << 20
 MAX_TOTAL_BYTES = 1 << 30
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.parquet$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ArtifactSchema:
+    """What distinguishes one kind of artifact; the file rules are the same for all.
+
+    Attributes
+    ----------
+    kind : str
+        The manifest's ``kind``.
+    version : int
+        The schema version written (and the only one read).
+    what : str
+        How messages name it ("a calibration artifact").
+    tables : tuple of str
+        Every table name the kind knows (files are written in sorted order).
+    required : tuple of str
+        Tables every artifact of the kind has.
+    index : callable
+        ``index(name) -> tuple of str``: index levels of a table (stored as
+        plain columns in the file).
+    conform : callable
+        ``conform(name, df) -> DataFrame``: the table checked against its
+        schema (dtypes restored); raises :class:`ArtifactCorrupt` (or
+        ``ValueError``) if it does not fit.
+    check_manifest : callable or None, default=None
+        ``check_manifest(root, manifest)``: kind-specific manifest fields;
+        raises :class:`ArtifactCorrupt`.
+    max_manifest_bytes : int or None, default=None
+        None: :data:`MAX_MANIFEST_BYTES`.
+    max_rows : int, default=2**20
+        Rows per table.
+    """
+
+    kind: str
+    version: int
+    what: str
+    tables: tuple
+    required: tuple
+    index: object
+    conform: object
+    check_manifest: object = None
+    max_manifest_bytes: int = None
+    max_rows: int = MAX_ROWS
+
+
+def _conform_calibration(name, df):
+    check_frame(name, df)
+    return df
+
+
+def _calibration_index(name):
+    return TABLES[name].index
 
 
 # ------------------------------------------------------------------ writing
@@ -68,7 +127,7 @@ def table_bytes(df):
     return buf.getvalue()
 
 
-def write_artifact(dest, manifest, tables):
+def write_artifact(dest, manifest, tables, *, kind=KIND):
     """Write an artifact directory atomically.
 
     Parameters
@@ -76,9 +135,13 @@ def write_artifact(dest, manifest, tables):
     dest : path-like
         The artifact directory to create; must not exist.
     manifest : dict
-        Everything but ``tables`` and ``files`` (added here).
+        Everything but ``tables`` and ``files`` (added here); ``kind`` and
+        ``schema_version`` are set from the schema (a different value in
+        ``manifest`` is refused).
     tables : dict of str to DataFrame
-        Checked against :data:`calib.schema.TABLES`.
+        Checked against the kind's table schema.
+    kind : str or ArtifactSchema, default="bss2-calib/calibration"
+        The kind of artifact (see :func:`artifact_schema`).
 
     Returns
     -------
@@ -89,24 +152,41 @@ def write_artifact(dest, manifest, tables):
     ------
     ArtifactExists
         ``dest`` exists (or appeared while writing); nothing was overwritten.
+    ArtifactCorrupt
+        A table that does not fit the schema (nothing is written).
     """
+    schema = artifact_schema(kind)
+    for key, want in (("kind", schema.kind), ("schema_version", schema.version)):
+        if key in manifest and manifest[key] != want:
+            raise CalibValueError(f"manifest {key} {manifest[key]!r} does not match the schema's {want!r}")
     dest = Path(dest)
     if dest.exists() or dest.is_symlink():
         raise ArtifactExists(f"{dest} already exists; artifacts are never overwritten")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+    unknown = [n for n in tables if n not in schema.tables]
+    if unknown:
+        raise ArtifactCorrupt(f"unknown table {unknown[0]!r} for {schema.what}")
+    missing = [n for n in schema.required if n not in tables]
+    if missing:
+        raise ArtifactCorrupt(f"required table {missing[0]!r} of {schema.what} missing")
+    names = sorted(tables)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+    except OSError as err:
+        raise ArtifactError(f"cannot write an artifact into {dest.parent}: {err.strerror or err}") from None
     try:
         files = {}
-        for name in sorted(tables):
-            check_frame(name, tables[name])
-            data = table_bytes(tables[name])
+        for name in names:
+            data = table_bytes(schema.conform(name, tables[name]))
             fname = f"{name}.parquet"
             with open(tmp / fname, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        full = jsonable({**manifest, "tables": sorted(tables), "files": files})
+        body = {k: v for k, v in manifest.items() if k not in ("schema_version", "kind", "tables", "files")}
+        full = jsonable({"schema_version": schema.version, "kind": schema.kind, **body, "tables": names,
+                         "files": files})
         text = json.dumps(full, indent=2, sort_keys=False, allow_nan=False)
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
             f.write(text + "\n")
@@ -144,18 +224,31 @@ def _regular_file(path, what, limit):
     return st.st_size
 
 
-def read_manifest(path):
-    """The parsed manifest of the artifact at ``path`` (kind and version checked, not the tables)."""
+def read_manifest(path, *, kind=KIND):
+    """The parsed manifest of the artifact at ``path`` (kind and version checked, not the tables).
+
+    Parameters
+    ----------
+    path : path-like
+    kind : str, ArtifactSchema or None, default="bss2-calib/calibration"
+        The kind expected; None accepts any kind :func:`artifact_schema` knows.
+
+    Raises
+    ------
+    ArtifactCorrupt, ArtifactVersionError
+    """
     root = Path(path)
     if not root.exists():
         raise ArtifactCorrupt(f"no artifact at {root}")
     if not root.is_dir():
         raise ArtifactCorrupt(f"{root} is not an artifact directory")
+    schema = None if kind is None else artifact_schema(kind)
+    limit = MAX_MANIFEST_BYTES if schema is None or schema.max_manifest_bytes is None else schema.max_manifest_bytes
     mpath = root / MANIFEST
-    _regular_file(mpath, "manifest", MAX_MANIFEST_BYTES)
+    _regular_file(mpath, "manifest", limit)
     try:
         with open(mpath, "rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
+            raw = f.read(limit + 1)
         m = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ArtifactCorrupt(f"manifest of {root} is not valid JSON ({type(err).__name__})") from None
@@ -163,14 +256,19 @@ def read_manifest(path):
         raise ArtifactCorrupt(f"cannot read manifest of {root}: {err.strerror}") from None
     if not isinstance(m, dict):
         raise ArtifactCorrupt(f"manifest of {root} is not a JSON object")
-    if m.get("kind") != KIND:
-        raise ArtifactVersionError(f"{root} is not a calibration artifact (kind {m.get('kind')!r}, expected {KIND!r})")
+    if schema is None:
+        found = m.get("kind")
+        if not isinstance(found, str) or found not in _KINDS:
+            raise ArtifactVersionError(f"{root} is not an artifact of this package (kind {found!r})")
+        schema = artifact_schema(found)
+    if m.get("kind") != schema.kind:
+        raise ArtifactVersionError(f"{root} is not {schema.what} (kind {m.get('kind')!r}, expected {schema.kind!r})")
     v = m.get("schema_version")
     if isinstance(v, bool) or not isinstance(v, int):
         raise ArtifactVersionError(f"{root}: schema_version {v!r} is not an integer")
-    if v != SCHEMA_VERSION:
+    if v != schema.version:
         raise ArtifactVersionError(f"{root}: schema version {v} is not supported (this package reads "
-                                   f"{SCHEMA_VERSION})")
+                                   f"{schema.what} version {schema.version})")
     return m
 
 
@@ -178,8 +276,14 @@ def _no_constant(name):
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def read_artifact(path):
+def read_artifact(path, *, kind=KIND):
     """Load and verify the artifact at ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+    kind : str, ArtifactSchema or None, default="bss2-calib/calibration"
+        The kind expected; None accepts any kind :func:`artifact_schema` knows.
 
     Returns
     -------
@@ -191,15 +295,18 @@ def read_artifact(path):
     ArtifactCorrupt, ArtifactVersionError
     """
     root = Path(path)
-    m = read_manifest(root)
+    m = read_manifest(root, kind=kind)
+    schema = artifact_schema(m["kind"])
     version = m["schema_version"]
     if version == 1:
-        return m, _read_v1(root, m)
+        return m, _read_v1(root, m, schema)
     raise ArtifactVersionError(f"{root}: schema version {version} is not supported")  # pragma: no cover
 
 
-def _read_v1(root, m):
-    _check_manifest_v1(root, m)
+def _read_v1(root, m, schema):
+    _check_files_v1(root, m, schema)
+    if schema.check_manifest is not None:
+        schema.check_manifest(root, m)
     total = 0
     tables = {}
     for name in m["tables"]:
@@ -220,33 +327,57 @@ def _read_v1(root, m):
             raise ArtifactCorrupt(f"cannot read {fpath}: {err.strerror}") from None
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             raise ArtifactCorrupt(f"{root}: checksum mismatch in {fname} (corrupt or tampered)")
-        tables[name] = _parse_table(root, name, data)
+        tables[name] = _parse_table(root, name, data, schema)
     return tables
 
 
-def _parse_table(root, name, data):
-    spec = TABLES[name]
+def _parse_table(root, name, data, schema):
     try:
         t = pq.read_table(pa.BufferReader(data))
-        if t.num_rows > 1 << 20 or t.num_columns > 64:
+        if t.num_rows > schema.max_rows or t.num_columns > 64:
             raise ArtifactCorrupt(f"{root}: table {name} has an absurd size")
         df = t.to_pandas(ignore_metadata=True)
-        df = df.set_index(list(spec.index))
+        df = df.set_index(list(schema.index(name)))
     except ArtifactCorrupt:
         raise
     except Exception as err:  # pyarrow / pandas parse errors of any kind
         raise ArtifactCorrupt(f"{root}: table {name} cannot be parsed ({type(err).__name__})") from None
     try:
-        check_frame(name, df)
+        return schema.conform(name, df)
     except ArtifactCorrupt as err:
         raise ArtifactCorrupt(f"{root}: {err}") from None
-    return df
+    except (ValueError, TypeError) as err:  # a conform that restores dtypes: values that do not fit
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ArtifactCorrupt(f"{root}: table {name} does not match its schema ({first})") from None
 
 
-def _check_manifest_v1(root, m):
+def _need(root, cond, what):
+    if not cond:
+        raise ArtifactCorrupt(f"{root}: manifest field {what} is missing or malformed")
+
+
+def _check_files_v1(root, m, schema):
+    """The manifest's ``files`` and ``tables``: plain names inside the directory, one file per known table."""
+    files, names = m.get("files"), m.get("tables")
+    _need(root, isinstance(files, dict) and isinstance(names, list), "files/tables")
+    for fname, meta in files.items():
+        if not isinstance(fname, str) or not _NAME.match(fname) or fname != os.path.basename(fname):
+            raise ArtifactCorrupt(f"{root}: manifest names a file outside the artifact directory: {fname!r}")
+        _need(root, isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and _HEX64.match(meta["sha256"])
+              and isinstance(meta.get("bytes"), int) and not isinstance(meta.get("bytes"), bool)
+              and 0 <= meta["bytes"] <= MAX_FILE_BYTES, f"files[{fname!r}]")
+    for name in names:
+        _need(root, isinstance(name, str) and name in schema.tables, f"tables ({name!r} is not a known table)")
+        _need(root, f"{name}.parquet" in files, f"files[{name}.parquet]")
+    for name in schema.required:
+        _need(root, name in names, f"tables (required table {name} missing)")
+    _need(root, len(set(names)) == len(names) and len(files) == len(names), "files (entries without a table)")
+
+
+def _check_calibration_v1(root, m):
+    """Calibration-specific manifest fields (chip, preset, conditions, target, steps, ...)."""
     def need(cond, what):
-        if not cond:
-            raise ArtifactCorrupt(f"{root}: manifest field {what} is missing or malformed")
+        _need(root, cond, what)
 
     cid = m.get("chip_id")
     need(isinstance(cid, int) and not isinstance(cid, bool) and 0 <= cid < 2**63, "chip_id")
@@ -272,17 +403,36 @@ def _check_manifest_v1(root, m):
         need(isinstance(m.get(k, {}), dict), k)
     need(isinstance(m.get("failed_stages", []), list) and all(isinstance(s, str) for s in m.get("failed_stages", [])),
          "failed_stages")
-    files, names = m.get("files"), m.get("tables")
-    need(isinstance(files, dict) and isinstance(names, list), "files/tables")
-    for fname, meta in files.items():
-        if not isinstance(fname, str) or not _NAME.match(fname) or fname != os.path.basename(fname):
-            raise ArtifactCorrupt(f"{root}: manifest names a file outside the artifact directory: {fname!r}")
-        need(isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and _HEX64.match(meta["sha256"])
-             and isinstance(meta.get("bytes"), int) and not isinstance(meta.get("bytes"), bool)
-             and 0 <= meta["bytes"] <= MAX_FILE_BYTES, f"files[{fname!r}]")
-    for name in names:
-        need(isinstance(name, str) and name in TABLES, f"tables ({name!r} is not a known table)")
-        need(f"{name}.parquet" in files, f"files[{name}.parquet]")
-    for name in REQUIRED:
-        need(name in names, f"tables (required table {name} missing)")
-    need(len(set(names)) == len(names) and len(files) == len(names), "files (entries without a table)")
+
+
+#: The calibration artifact (docs/artifact-format.md).
+CALIBRATION = ArtifactSchema(kind=KIND, version=SCHEMA_VERSION, what="a calibration artifact", tables=tuple(TABLES),
+                             required=REQUIRED, index=_calibration_index, conform=_conform_calibration,
+                             check_manifest=_check_calibration_v1)
+_KINDS = (KIND, CHARACTERIZATION_KIND)
+
+
+def artifact_schema(kind):
+    """The :class:`ArtifactSchema` of an artifact kind.
+
+    Parameters
+    ----------
+    kind : str or ArtifactSchema
+        ``"bss2-calib/calibration"`` or ``"bss2-calib/characterization"``
+        (its schema lives in :mod:`calib.characterize.io`, imported here on
+        demand); an ArtifactSchema is returned as it is.
+
+    Raises
+    ------
+    ArtifactVersionError
+        An unknown kind.
+    """
+    if isinstance(kind, ArtifactSchema):
+        return kind
+    if kind == KIND:
+        return CALIBRATION
+    if kind == CHARACTERIZATION_KIND:
+        from .characterize.io import CHARACTERIZATION
+
+        return CHARACTERIZATION
+    raise ArtifactVersionError(f"unknown artifact kind {kind!r}")

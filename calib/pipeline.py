@@ -45,7 +45,9 @@ def calibrate(chip, target=None, options=None, *, progress=None):
         None: ``Options()`` (every stage, model-based search).
     progress : callable or None, default=None
         ``progress(stage, index, n_stages, event)`` with event ``"start"``,
-        ``"done"``, ``"failed"`` or ``"skipped"``.
+        ``"done"``, ``"failed"`` or ``"skipped"``: called before and after
+        every stage (the library itself never prints; the command line turns
+        these into a progress bar or lines on stderr).
 
     Returns
     -------
@@ -61,7 +63,7 @@ def calibrate(chip, target=None, options=None, *, progress=None):
     check_chip(chip)
     if progress is not None and not callable(progress):
         raise CalibValueError("progress must be callable or None")
-    session = Session(chip, target, options, progress)
+    session = Session(chip, target, options)
     total = Meter(chip)
     temperature = float(chip.temperature_c)
     records, failed, skipped = [], [], []

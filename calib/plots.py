@@ -343,7 +343,8 @@ def driver_curves(pulse, dead, title, ylabel="effective activation (nominal step
     live = ~np.asarray(dead, bool)
     amp = pulse[:, -1]
     cmap = matplotlib.colormaps["viridis"]
-    norm = mcolors.Normalize(*(np.nanpercentile(amp[live], [2, 98]) if live.any() else (0, 1)))
+    shown = amp[live & np.isfinite(amp)]
+    norm = mcolors.Normalize(*(np.percentile(shown, [2, 98]) if shown.size else (0, 1)))
     for d in np.flatnonzero(live):
         ax1.plot(x, pulse[d], "-", lw=0.5, alpha=0.5, color=cmap(norm(amp[d])))
     for d in np.flatnonzero(~live):

@@ -6,8 +6,6 @@ the chip holds, and averages repeated vectors. Every function here returns
 plain arrays indexed by global neuron (512) or driver (256) numbers
 (see :mod:`chipsim.geometry`).
 """
-import warnings
-
 import numpy as np
 
 from chipsim import COLS, ROWS
@@ -114,29 +112,61 @@ def flat(a2):
     return np.concatenate([a2[0], a2[1]], axis=-1)
 
 
-def spread_rows(step, offset=0):
-    """Rows ``offset, offset + step, ...`` below 128: a pattern spread over both driver quadrants."""
-    return np.arange(offset, ROWS, step)
+def interleaved_gain(prober, weight, *, groups, repeats, num_sends, offsets, activation=31,
+                     linear_range_lsb=72.0, live_drivers=None):
+    """Gain of every neuron over all (live) rows at one signed weight, measured in interleaved patterns.
 
+    Pattern ``g`` drives rows ``g, g + groups, ...`` (of the hemisphere's live
+    rows) with ``activation`` through ``weight`` (every synapse programmed to
+    it), so each pattern stays in the linear range while every row enters
+    once: the sum of the patterns' responses is the column's response to all
+    its rows. Stuck-at-max synapses pass the weight-63 current whatever is
+    programmed; at ``weight`` +-63 they do not bias the result (at a small
+    weight one of them would add ~12x its share to its column).
 
-def dense_gain(prober, rows, weight, *, repeats, num_sends, offsets, activation=31):
-    """Gain of every neuron (LSB per unit of x*w per send) from a dense pattern.
-
-    ``rows`` are driven with ``activation`` through the signed ``weight`` (all
-    synapses programmed to it); the neuron's zero-input ``offsets`` are
-    subtracted.
+    Parameters
+    ----------
+    prober : Prober
+    weight : int
+        Signed weight of every synapse, -63..63 (not 0).
+    groups : int
+        Number of interleaved patterns (1..128).
+    repeats : int
+        Vectors averaged per pattern (>= 2).
+    num_sends : int
+    offsets : ndarray of shape (512,)
+        Zero-input result of every neuron at ``num_sends`` (subtracted per pattern).
+    activation : int, default=31
+    linear_range_lsb : float, default=72.0
+        A neuron whose response to any pattern lies further from its offset is
+        marked not valid (saturating).
+    live_drivers : array-like of bool, shape (256,), or None, default=None
+        Drivers to use (dead drivers pass nothing and would lower the gain by
+        their share); None: all.
 
     Returns
     -------
     gain, sem : ndarray of float, shape (512,)
-        Signed gain (negative for inhibitory weights) and its standard error.
+        Gain (LSB per unit of x*w per send: positive for a healthy column of
+        either sign) and its standard error.
+    valid : ndarray of bool, shape (512,)
     """
+    live = np.ones(2 * ROWS, dtype=bool) if live_drivers is None else np.asarray(live_drivers, dtype=bool)
+    x = np.zeros((2, groups, ROWS), dtype=np.int64)
+    n_rows = np.zeros(2)
+    for h in (0, 1):
+        rows = np.flatnonzero(live[h * ROWS:(h + 1) * ROWS])
+        n_rows[h] = rows.size
+        for g in range(groups):
+            x[h, g, rows[g::groups]] = activation
     prober.uniform_weights(weight)
-    x = np.zeros((1, ROWS), dtype=np.int64)
-    x[0, rows] = activation
-    mean, sem = prober.mean_response(x, repeats, num_sends)
-    units = float(len(rows) * activation * abs(weight) * num_sends)
-    return (flat(mean[:, 0]) - offsets) / units * np.sign(weight), flat(sem[:, 0]) / units
+    mean, sem = prober.mean_response(x, repeats, num_sends)  # (2, groups, 256)
+    d = flat(mean) - offsets  # (groups, 512)
+    units = np.repeat(n_rows, COLS) * float(activation * abs(weight) * num_sends)
+    valid = np.all(np.abs(d) <= linear_range_lsb, axis=0) & (units > 0)
+    err = np.sqrt((flat(sem) ** 2).sum(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return d.sum(axis=0) / units * np.sign(weight), err / units, valid
 
 
 def group_median(values, groups, n_groups):
@@ -152,20 +182,47 @@ def group_median(values, groups, n_groups):
 
 
 def nanmedian(a, axis=None):
-    """``np.nanmedian`` that returns NaN for all-NaN slices without a warning."""
+    """Median over the non-NaN values; NaN for a slice with none (explicitly, no warning).
+
+    Parameters
+    ----------
+    a : array-like
+    axis : int or None, default=None
+        None: the median of all values (a float).
+
+    Returns
+    -------
+    float or ndarray of float64
+        ``a``'s shape without ``axis``.
+    """
     a = np.asarray(a, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(a, axis=axis)
+    if axis is None:
+        v = a[~np.isnan(a)]
+        return float(np.median(v)) if v.size else float("nan")
+    a = np.moveaxis(a, axis, -1)
+    has = ~np.isnan(a).all(axis=-1)  # slices with at least one value; all-NaN slices stay NaN
+    out = np.full(a.shape[:-1], np.nan)
+    if has.any():
+        out[has] = np.nanmedian(a[has], axis=-1)
+    return out
 
 
 def nanmean(a, axis=None):
-    """``np.nanmean`` that returns NaN for all-NaN slices without a warning."""
+    """Mean over the non-NaN values; NaN for a slice with none (explicitly, no warning).
+
+    Parameters
+    ----------
+    a : array-like
+    axis : int or None, default=None
+        None: the mean of all values (a float).
+
+    Returns
+    -------
+    float or ndarray of float64
+    """
     a = np.asarray(a, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(a, axis=axis)
-
-
-
-
+    ok = ~np.isnan(a)
+    cnt = ok.sum(axis=axis)
+    total = np.where(ok, a, 0.0).sum(axis=axis)
+    out = np.divide(total, cnt, out=np.full(np.shape(total), np.nan), where=cnt > 0)
+    return float(out) if axis is None else out

@@ -159,6 +159,20 @@ class KnobProblem(abc.ABC):
         std = np.broadcast_to(np.asarray(std, dtype=np.float64), np.shape(values))
         return Measurement.of(np.asarray(values)[pick], std[pick], None if valid is None else np.asarray(valid)[pick])
 
+    def is_range_limited(self, codes, values, std, target):
+        """Per instance: the code sits at a range limit and the target lies beyond it.
+
+        Beyond means: on the far side of the limit by more than the tolerance
+        plus 3 standard errors (the margin of :meth:`is_success`).
+        """
+        codes = np.asarray(codes)
+        margin = self.tolerance + 3 * np.where(np.isfinite(std), std, 0.0)
+        sign = 1.0 if self.increasing else -1.0
+        with np.errstate(invalid="ignore"):
+            short = sign * (target - values) > margin  # the target needs a code above the range
+            over = sign * (values - target) > margin  # the target needs a code below the range
+        return np.isfinite(values) & (((codes >= self.hi) & short) | ((codes <= self.lo) & over))
+
     def is_success(self, codes, values, std, target):
         """Success per instance: measured, and within tolerance (plus 3 standard errors) of the target."""
         std = np.where(np.isfinite(std), std, 0.0)
@@ -181,6 +195,10 @@ class KnobResult:
     before : ndarray of float, shape (n,)
         The observable at the starting codes.
     success : ndarray of bool, shape (n,)
+        Measured, within tolerance of the target, and not range-limited.
+    limited : ndarray of bool, shape (n,)
+        The final code sits at the knob's range limit and the target lies
+        beyond it (the knob cannot reach it); always ``success == False``.
     measurements : ndarray of int, shape (n,)
         Measurements spent per instance (each covers every instance at once).
     rounds : int
@@ -202,6 +220,7 @@ class KnobResult:
     residual: np.ndarray
     before: np.ndarray
     success: np.ndarray
+    limited: np.ndarray
     measurements: np.ndarray
     rounds: int
     cost: dict
@@ -211,8 +230,17 @@ class KnobResult:
         """Knob indices of the instances that failed, sorted list of int."""
         return [int(i) for i in self.instances[~self.success]]
 
+    @property
+    def range_limited(self):
+        """Knob indices of the instances whose target lies beyond the knob's range, sorted list of int."""
+        return [int(i) for i in self.instances[self.limited]]
+
     def spread(self, which="after"):
-        """Standard deviation across instances of the deviation from the target (``before``/``after``)."""
+        """Standard deviation across instances of the deviation from the target (``before``/``after``).
+
+        Every instance with a measured value counts, failed and range-limited
+        ones included (an instance without a value, e.g. a dead neuron, cannot).
+        """
         v = (self.before if which == "before" else self.value) - self.target
         v = v[np.isfinite(v)]
         return float(np.std(v)) if v.size else float("nan")
@@ -222,7 +250,8 @@ class KnobResult:
         return {
             "name": self.name, "kind": "knob", "knob": self.knob, "algorithm": self.algorithm,
             "quantity": self.quantity, "unit": self.unit, "n_instances": int(self.instances.size),
-            "n_failed": int((~self.success).sum()), "failed": self.failed,
+            "n_failed": int((~self.success).sum()), "failed": self.failed, "range_limited": self.range_limited,
+            "n_measured": int(np.isfinite(self.value).sum()),
             "spread_before": _finite(self.spread("before")), "spread_after": _finite(self.spread("after")),
             "residual_rms": _finite(_rms(self.residual)), "rounds": int(self.rounds),
             "measurements": int(self.measurements.max()) if self.measurements.size else 0,
@@ -259,16 +288,20 @@ def solve(problem, algorithm):
     target = problem.resolve_target(before)
     out = algorithm.search(problem, target, start, before)
     residual = out.values - target
-    success = problem.is_success(out.codes, out.values, out.std, target)
+    limited = problem.is_range_limited(out.codes, out.values, out.std, target)
+    success = problem.is_success(out.codes, out.values, out.std, target) & ~limited
     res = KnobResult(
         name=problem.name, knob=problem.knob,
         algorithm=algorithm.describe() + (f" [{out.note}]" if out.note else ""), quantity=problem.quantity,
         unit=problem.unit, instances=problem.instances.copy(), codes=out.codes.copy(), target=target.copy(),
         value=out.values.copy(), residual=residual, before=before.values.copy(), success=success,
-        measurements=out.measurements + 1, rounds=out.rounds, cost=meter.read())
+        limited=limited, measurements=out.measurements + 1, rounds=out.rounds, cost=meter.read())
     if res.failed:
         log.warning("%s: %d of %d instances failed: %s", problem.name, len(res.failed), problem.n_instances,
                     res.failed[:20])
+    if res.range_limited:
+        log.warning("%s: %d instances cannot reach the target within the knob's range %d..%d: %s", problem.name,
+                    len(res.range_limited), problem.lo, problem.hi, res.range_limited[:20])
     return res
 
 

@@ -23,7 +23,6 @@ import numpy as np
 from .characterize.result import KIND as CHAR_KIND, SUMMARY_SPEC, state_tables, table_stat
 
 FORMATS = ("html", "pdf", "png")
-CALIB_KIND = "bss2-calib/calibration"
 PNG_DPI = 110
 MAX_FAULT_ROWS = 300
 
@@ -83,30 +82,15 @@ class ReportFiles:
 # ---------------------------------------------------------------- loading
 def load_artifact(path):
     """Load a calibration or characterization artifact by the kind in its manifest."""
-    path = Path(path)
-    kind = _peek_kind(path)
-    if kind == CHAR_KIND:
+    from .artifact import read_manifest
+
+    if read_manifest(path, kind=None)["kind"] == CHAR_KIND:
         from .characterize.io import load
 
         return load(path)
     from . import load
 
     return load(path)
-
-
-def _peek_kind(path):
-    from .errors import ArtifactCorrupt
-
-    mf = path / "manifest.json"
-    try:
-        if mf.stat().st_size > (1 << 22):
-            raise ArtifactCorrupt(f"{mf}: manifest larger than 4 MiB")
-        data = json.loads(mf.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactCorrupt(f"{path}: no manifest.json (not an artifact directory)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactCorrupt(f"{mf}: unreadable manifest ({err})") from None
-    return data.get("kind") if isinstance(data, dict) else None
 
 
 def _as_artifact(a):

@@ -15,6 +15,8 @@ from .errors import ArtifactCorrupt
 
 SCHEMA_VERSION = 1
 KIND = "bss2-calib/calibration"
+#: kind of a characterization artifact (its table schema: :mod:`calib.characterize.tables`)
+CHARACTERIZATION_KIND = "bss2-calib/characterization"
 
 
 @dataclass(frozen=True)

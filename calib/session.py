@@ -19,11 +19,9 @@ class Session:
     chip : chipsim.Chip
     target : Target
     options : Options
-    progress : callable or None
-        ``progress(stage, done, total)`` after every stage.
     """
 
-    def __init__(self, chip, target, options, progress=None):
+    def __init__(self, chip, target, options):
         self.chip = chip
         self.target = target
         self.options = options
@@ -31,8 +29,7 @@ class Session:
         self.rng = np.random.default_rng(np.random.SeedSequence([0xCA11B, options.seed]))
         self.knob_results = []  # KnobResult, in order
         self.table_steps = []  # TableStep, in order
-        self.data = {}  # intermediate results of table stages, by name
-        self.progress = progress
+        self.data = {}  # intermediate results of the stages, by name
 
     def algorithm(self, prefer=None):
         """The search algorithm for a knob step.

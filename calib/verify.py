@@ -97,6 +97,9 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
     for name, v, lo, hi in (("vectors", vectors, 16, 8192), ("zero_vectors", zero_vectors, 16, 8192)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise CalibValueError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
+    for name, v in (("gain_threshold", gain_threshold), ("offset_threshold_lsb", offset_threshold_lsb)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 < v < np.inf:
+            raise CalibValueError(f"{name} must be a positive finite number, got {v!r}")
     hw0, v0 = chip.hw_time_s, chip.counters["vectors"]
     try:
         result.apply_to(chip)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, json_option
+from .common import echo_json, json_option, report_formats_option
 from .main import main
 
 
@@ -14,8 +14,7 @@ from .main import main
                    "~/.local/share/bss2-calib].")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for report.html, report.pdf and the PNG figures (created if missing).")
-@click.option("--format", "formats", default="html,pdf,png", show_default=True,
-              help="Comma-separated subset of html, pdf, png.")
+@report_formats_option("--format", "formats")
 @json_option
 def report(artifacts, store_dir, out, formats, as_json):
     """Draw the report of ARTIFACT; with ARTIFACT2 (same chip, another time) add the drift.

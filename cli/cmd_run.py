@@ -1,10 +1,11 @@
 """``bss2-calib run``: calibrate one chip (knobs and correction tables) and store the artifact."""
+import os
 import sys
 import time
 
 import click
 
-from .common import chip_options, echo_json, json_option
+from .common import StageProgress, chip_options, echo_json, json_option, report_formats_option
 from .main import main
 
 
@@ -67,43 +68,57 @@ def summary_lines(summary):
               show_default=True, help="Search algorithm of the knob steps.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the chip's trial-to-trial noise and of the probe patterns.")
+@click.option("--report", "with_report", is_flag=True,
+              help="Also write the calibration report (bss2-calib report) into ARTIFACT-report/ next to the "
+                   "artifact.")
+@report_formats_option("--report-format", "report_formats", help_prefix="Formats of --report")
 @json_option
-def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, as_json):
+def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, with_report, report_formats, as_json):
     """Calibrate a chip and store the artifact.
 
     Without arguments: chip 0 of the default preset into the default store.
-    Progress goes to stderr; then a summary per step (spread before and
-    after, failed instances, measurements, wall and simulated hardware time)
-    and the artifact's path. Exit code 1 if a stage failed outright.
+    Progress goes to stderr (a bar per stage on a terminal, one line per
+    stage otherwise); then a summary per step (spread before and after,
+    failed instances, measurements, wall and simulated hardware time) and the
+    artifact's path. Exit code 1 if a stage failed outright.
     """
     from chipsim import Chip
     from calib import ArtifactStore, KnobOptions, Options, calibrate
 
     if store_dir and out_dir:
         raise click.UsageError("--store and --out are mutually exclusive")
+    if out_dir and (os.path.lexists(out_dir)):  # refuse before spending the calibration
+        raise click.ClickException(f"{out_dir} already exists; artifacts are never overwritten")
     options = Options(stages=stages, knobs=KnobOptions(algorithm=algorithm), seed=seed)
     chip = Chip(chip_id, preset, noise_seed=seed)
+    quiet = click.get_current_context().find_root().params.get("quiet", False)
     t0 = time.perf_counter()
-
-    def progress(stage, i, n, event):
-        if event == "start":
-            click.echo(f"[{i + 1}/{n}] {stage} ...", err=True)
-        elif event != "done":
-            click.echo(f"[{i + 1}/{n}] {stage} {event.upper()}", err=True)
-
-    result = calibrate(chip, options=options, progress=progress)
-    click.echo(f"calibrated in {time.perf_counter() - t0:.1f} s wall, {chip.hw_time_s:.2f} s hardware time",
-               err=True)
+    with StageProgress("calibrating", tty=False if quiet else None) as progress:
+        result = calibrate(chip, options=options, progress=None if quiet else progress)
+    if not quiet:
+        click.echo(f"calibrated in {time.perf_counter() - t0:.1f} s wall, {chip.hw_time_s:.2f} s hardware time",
+                   err=True)
     if out_dir:
         saved = result.save(out_dir)
     else:
         saved = ArtifactStore(store_dir).save(result, make_latest=result.ok)
     summary = saved.summary()
-    if as_json:
-        echo_json(summary)
-    else:
+    if not as_json:
         for line in summary_lines(summary):
             click.echo(line)
         click.echo(f"artifact: {saved.path}")
+    if with_report:
+        from calib.report import write_report
+
+        out = saved.path.with_name(saved.path.name + "-report")
+        files = write_report(saved, out, formats=report_formats,
+                             progress=None if quiet else (lambda msg: click.echo(f"report: {msg}", err=True)))
+        written = ([str(files.html)] if files.html else []) + ([str(files.pdf)] if files.pdf else []) \
+            + [str(p) for p in files.png]
+        summary["report"] = {"dir": str(out), "files": written, "figures": files.figures}
+        if not as_json:
+            click.echo(f"report: {out} ({len(files.figures)} figures)")
+    if as_json:
+        echo_json(summary)
     if not result.ok:
         sys.exit(1)

@@ -22,6 +22,23 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
 
 
+REPORT_FORMATS = ("html", "pdf", "png")
+
+
+def _report_formats(ctx, param, value):
+    formats = [f.strip().lower() for f in value.split(",") if f.strip()]
+    bad = [f for f in formats if f not in REPORT_FORMATS]
+    if bad or not formats:
+        raise click.BadParameter(f"expected a comma-separated subset of {', '.join(REPORT_FORMATS)}, got {value!r}")
+    return ",".join(formats)
+
+
+def report_formats_option(*names, help_prefix="Formats of the report"):
+    """A validated comma-separated subset of html, pdf, png (default: all three)."""
+    return click.option(*names, default=",".join(REPORT_FORMATS), show_default=True, callback=_report_formats,
+                        help=f"{help_prefix}: a comma-separated subset of {', '.join(REPORT_FORMATS)}.")
+
+
 def _default(o):
     if isinstance(o, np.integer):
         return int(o)
@@ -56,3 +73,61 @@ class _Quiet:
 
     def update(self, n):
         pass
+
+
+class StageProgress:
+    """Progress of a run made of stages, on stderr; a ``progress`` callback for :func:`calib.calibrate`.
+
+    On a terminal a click progress bar advances by one per stage and names the
+    stage running; otherwise (CI, pipes) one plain line per stage start, and
+    one per stage that failed or was skipped. Use as a context manager; the
+    instance is the callback ``(stage, index, n_stages, event)``.
+
+    Parameters
+    ----------
+    label : str
+        Shown in front of the bar.
+    tty : bool or None, default=None
+        Force the bar (True) or the plain lines (False); None: whether
+        ``file`` is a terminal.
+    file : text stream or None, default=None
+        None: ``sys.stderr``.
+    """
+
+    def __init__(self, label, *, tty=None, file=None):
+        self.label = label
+        self.file = file if file is not None else sys.stderr
+        self.tty = self.file.isatty() if tty is None else bool(tty)
+        self._bar = None
+        self.problems = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+            self._bar = None
+        for line in self.problems:  # after the bar, so its last rendering does not overwrite them
+            click.echo(line, file=self.file)
+        self.problems = []
+        return False
+
+    def __call__(self, stage, index, n_stages, event):
+        if not self.tty:
+            if event == "start":
+                click.echo(f"[{index + 1}/{n_stages}] {stage} ...", file=self.file)
+            elif event != "done":
+                click.echo(f"[{index + 1}/{n_stages}] {stage} {event.upper()}", file=self.file)
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=n_stages, label=self.label, file=self.file, show_pos=True,
+                                          show_eta=False, item_show_func=lambda s: s)
+            self._bar.__enter__()
+        if event == "start":
+            self._bar.update(0, current_item=stage)
+            self._bar.render_progress()  # name the stage now running (update(0) does not redraw)
+        else:
+            if event != "done":
+                self.problems.append(f"[{index + 1}/{n_stages}] {stage} {event.upper()}")
+            self._bar.update(1, current_item=stage)

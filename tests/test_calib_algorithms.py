@@ -112,12 +112,29 @@ def test_fixed_code_sets_and_verifies():
     assert r.failed == list(range(N))
 
 
-def test_unreachable_target_fails_at_the_range_limit():
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.describe())
+def test_unreachable_target_fails_at_the_range_limit(algo):
     chip = FakeChip()
     p = SyntheticProblem(chip)
-    p._target = np.full(N, 1e4)
-    r = solve(p, ModelBased())
-    assert not r.success.any() and (r.codes == 1022).all()
+    target = np.full(N, 60.0)
+    target[:5] = 1e4  # beyond the top of the range
+    target[5:10] = -1e4  # below the bottom
+    p._target = target
+    r = solve(p, algo)
+    assert (r.codes[:5] == 1022).all() and (r.codes[5:10] == 0).all()
+    assert r.limited[:10].all() and not r.limited[10:].any()
+    assert not r.success[:10].any() and r.success[10:].all()
+    rec = r.record()
+    assert rec["range_limited"] == list(range(10)) and set(range(10)) <= set(rec["failed"])
+    assert rec["n_measured"] == N
+
+
+def test_a_near_miss_at_the_range_limit_is_not_range_limited():
+    chip = FakeChip()
+    p = SyntheticProblem(chip, noise=0.0)
+    p._target = p.truth(np.full(N, 1022)) + 0.2  # just beyond the top, inside the tolerance (0.3)
+    r = solve(p, ModelBased(refinements=3))
+    assert (r.codes == 1022).all() and not r.limited.any() and r.success.all()
 
 
 # ---------------------------------------------------------------- real chip

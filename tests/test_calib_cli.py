@@ -102,3 +102,60 @@ def test_a_failed_stage_gives_a_nonzero_exit_and_is_listed(tmp_path, monkeypatch
     assert len(store.history(0)) == 1 and not store.history(0)[0]["ok"]
     r = CliRunner().invoke(main, ["run", "--stages", "reset,offsets", "--store", str(tmp_path)])
     assert r.exit_code == 1 and "FAILED stages: offsets" in r.stdout
+
+
+def test_run_report_is_written_next_to_the_artifact(tmp_path):
+    out = tmp_path / "art"
+    res = CliRunner().invoke(main, ["run", "--chip", "2", "--preset", "noiseless", "--stages", "reset", "--out",
+                                    str(out), "--report", "--report-format", "html", "--json"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)  # one JSON object: the summary with the report's files
+    rep = tmp_path / "art-report"
+    assert doc["report"]["dir"] == str(rep) and doc["report"]["files"] == [str(rep / "report.html")]
+    assert "knob_before_after" in doc["report"]["figures"]
+    html = (rep / "report.html").read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == len(doc["report"]["figures"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "art-report"]
+    assert sorted(p.name for p in rep.iterdir()) == ["report.html"]  # only the asked-for format
+    assert "report: drawing knob_before_after" in res.stderr
+    assert calib.load(out).ok  # the artifact itself is untouched and still verifies
+    # the human-readable form names the report after the artifact
+    res = CliRunner().invoke(main, ["run", "--chip", "2", "--preset", "noiseless", "--stages", "reset", "--out",
+                                    str(tmp_path / "b"), "--report", "--report-format", "png"])
+    assert res.exit_code == 0, res.stderr
+    assert f"report: {tmp_path / 'b-report'} (" in res.stdout
+    assert sorted(p.suffix for p in (tmp_path / "b-report").iterdir()) == [".png"] * len(
+        list((tmp_path / "b-report").iterdir())) and (tmp_path / "b-report" / "knob_before_after.png").is_file()
+
+
+def test_run_refuses_an_existing_out_before_calibrating(tmp_path):
+    (tmp_path / "taken").mkdir()
+    res = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "taken")])
+    assert res.exit_code == 1 and "already exists" in res.stderr
+    assert "] cadc ..." not in res.stderr  # nothing was measured
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_stage_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
+    from cli.common import StageProgress
+
+    events = [("cadc", 0, "start"), ("cadc", 0, "done"), ("leak", 1, "start"), ("leak", 1, "failed"),
+              ("reset", 2, "skipped")]
+    term = _Terminal()
+    with StageProgress("calibrating", file=term) as p:
+        for stage, i, ev in events:
+            p(stage, i, 3, ev)
+    text = term.getvalue()
+    assert "\r" in text and "calibrating" in text and "3/3" in text and "[###" in text
+    assert "0/3  cadc" in text and "1/3  leak" in text  # the bar names the stage now running
+    assert text.rstrip().splitlines()[-2:] == ["[2/3] leak FAILED", "[3/3] reset SKIPPED"]
+    plain = io.StringIO()
+    with StageProgress("calibrating", file=plain) as p:
+        for stage, i, ev in events:
+            p(stage, i, 3, ev)
+    assert plain.getvalue().splitlines() == ["[1/3] cadc ...", "[2/3] leak ...", "[2/3] leak FAILED",
+                                             "[3/3] reset SKIPPED"]

@@ -194,7 +194,8 @@ def test_cli_report_errors_are_one_line(tmp_path, char_dir):
     r = CliRunner().invoke(main, ["report", str(char_dir), str(char_dir), str(char_dir), "--out", str(tmp_path)])
     assert r.exit_code == 2 and "one or two" in r.output
     r = CliRunner().invoke(main, ["report", str(char_dir), "--out", str(tmp_path / "o"), "--format", "docx"])
-    assert r.exit_code == 1 and "formats" in r.output
+    assert r.exit_code == 2 and "Invalid value for '--format'" in r.output and "'docx'" in r.output
+    assert not (tmp_path / "o").exists()  # refused before drawing anything
 
 
 # ------------------------------------------------------------------ slow: PDF, drift, calibration artifacts

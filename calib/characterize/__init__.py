@@ -104,7 +104,8 @@ def characterize(chip, options=None, *, artifact=None, artifact_path=None, progr
         r = characterize_state(chip, opts, wait=wait, n_min=n_min, n_max=n_max, state="uncalibrated",
                                progress=progress)
         passes.append(r)
-        states.append({"name": "uncalibrated", "artifact": None, "num_sends_probe": r["num_sends"]})
+        states.append({"name": "uncalibrated", "artifact": None, "num_sends_probe": r["num_sends"],
+                       "transfer_rows_last": r["transfer_rows_last"]})
     if artifact is not None:
         if progress is not None:
             progress("applying the calibration artifact")
@@ -113,7 +114,7 @@ def characterize(chip, options=None, *, artifact=None, artifact_path=None, progr
                                progress=progress, correction=_correction_from(artifact))
         passes.append(r)
         states.append({"name": "calibrated", "artifact": _artifact_ref(artifact, artifact_path),
-                       "num_sends_probe": r["num_sends"]})
+                       "num_sends_probe": r["num_sends"], "transfer_rows_last": r["transfer_rows_last"]})
     tables = build_tables(passes)
     manifest = {
         "schema_version": SCHEMA_VERSION,

@@ -5,6 +5,8 @@ Pure functions of measured arrays; no chip access.
 """
 import numpy as np
 
+from ..probes import nanmedian
+
 FIT_WINDOW_LSB = 50.0  #: transfer points within this distance of the offset enter the first gain fit
 EDGE_START_LSB = 20.0  #: the linear-range scan starts here (below, low-activation distortion dominates)
 NOISE_BIN_LSB = 10.0  #: width of the output-level bins of the noise table
@@ -184,21 +186,11 @@ def median_polish(g, valid, iterations=4):
     c = np.ones(g.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         for _ in range(iterations):
-            c = _nanmedian(gm / r[:, None], axis=0)
-            r = _nanmedian(gm / c[None, :], axis=1)
-            scale = np.nanmedian(r) if np.any(np.isfinite(r)) else 1.0
+            c = nanmedian(gm / r[:, None], axis=0)
+            r = nanmedian(gm / c[None, :], axis=1)
+            scale = nanmedian(r) if np.any(np.isfinite(r)) else 1.0
             r, c = r / scale, c * scale
     return r, c
-
-
-def _nanmedian(a, axis):
-    """nanmedian that returns NaN for all-NaN slices without a warning."""
-    has = np.any(np.isfinite(a), axis=axis)
-    out = np.full(a.shape[1 - axis], np.nan)
-    if has.any():
-        sub = a[:, has] if axis == 0 else a[has]
-        out[has] = np.nanmedian(sub, axis=axis)
-    return out
 
 
 def driver_curves(outputs, healthy):

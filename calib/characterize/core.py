@@ -2,7 +2,9 @@
 
 Order of the measurements (each step uses what the previous ones found):
 
-1. zero input: offset and noise of every column; raw baseline reads;
+1. zero input: offset and noise of every column; raw baseline reads; a row scan
+   (each row alone at activation 31) that moves rows with a dead driver to the
+   end of the transfer sweep;
 2. transfer curves (all weights +63, then -63, summed activation swept from
    0 to 128 x 31): gains, linear range, saturation; dead and noisy neurons;
 3. one-hot driver probes at a ``num_sends`` chosen from step 2, with per-column
@@ -17,6 +19,7 @@ import time
 
 import numpy as np
 
+from ..probes import nanmean, nanmedian
 from . import analysis, detect, probes
 
 COLS, ROWS = 256, 128
@@ -24,6 +27,8 @@ PROBE_MARGIN = 1.4  #: allowance for driver amplitude and comparator offsets whe
 PROBE_ROOM = 0.85  #: probes use at most this fraction of a column's linear range
 MIN_PROBE_WEIGHT = 8
 MIN_MODEL_GAIN = 0.25  #: a correction model predicting less than this fraction of the ideal is not inverted
+ROW_SCAN_REPEATS = 2  #: one-hot vectors per row of the scan that orders the transfer sweep
+SILENT_ROW_FRACTION = 0.3  #: a row answering below this fraction of the median row goes last in the sweep
 
 
 class _Steps:
@@ -100,8 +105,17 @@ def characterize_state(chip, opts, *, wait, n_min, n_max, state, progress=None, 
     off1, noise1 = st.run("zero input", probes.measure_zero, chip, 1, opts.zero_repeats, wait)
     out["offset"], out["noise"] = off1, noise1
 
+    # rows whose driver passes (almost) nothing go last in the transfer sweep: the curves' linear part
+    # then measures the column through live drivers only (a dead driver among the first rows would
+    # lower every column's apparent gain of its hemisphere by its share)
+    rows_y = st.run("row scan", probes.measure_rows, chip, ROW_SCAN_REPEATS, wait)
+    rows_y = rows_y - np.array([off1[:COLS].mean(), off1[COLS:].mean()])[:, None]
+    med = np.median(rows_y, axis=1, keepdims=True)
+    last = np.flatnonzero(np.any(rows_y < SILENT_ROW_FRACTION * med, axis=0))
+    order = probes.fill_order(last)
+    out["transfer_rows_last"], out["fill_order"] = last, order
     s, tmean, tstd = st.run("transfer curves", probes.measure_transfer, chip, opts.transfer_levels,
-                            opts.transfer_repeats, wait)
+                            opts.transfer_repeats, wait, order)
     fit = analysis.fit_transfer(s, tmean, off1, opts.linear_tolerance_lsb, opts.linear_tolerance_rel)
     out.update(sum_xw=s, transfer_mean=tmean, transfer_std=tstd, fit=fit)
 
@@ -112,7 +126,7 @@ def characterize_state(chip, opts, *, wait, n_min, n_max, state, progress=None, 
     out["dead_neuron"], out["noisy_neuron"] = dead_n, noisy_n
     out["noise_level"] = analysis.noise_vs_level(tmean, tstd, exclude=dead_n | noisy_n)
     if correction is not None:
-        out["transfer_corrected"] = _correct(s, tmean, correction)
+        out["transfer_corrected"] = _correct(s, tmean, correction, order)
 
     n, w_exc, w_inh = choose_probe(fit, off1, dead_n, n_max, n_min, opts.probe_target_lsb)
     out.update(num_sends=n, probe_w_exc=w_exc, probe_w_inh=w_inh)
@@ -138,7 +152,7 @@ def characterize_state(chip, opts, *, wait, n_min, n_max, state, progress=None, 
     return out
 
 
-def _correct(s, mean, model):
+def _correct(s, mean, model, order=probes.FILL_ORDER):
     """Transfer means after a calibration's software correction (LSB on the ideal scale).
 
     The artifact's correction model predicts each level's mean output
@@ -150,7 +164,7 @@ def _correct(s, mean, model):
     """
     out = np.full_like(mean, np.nan)
     totals = np.abs(s) // probes.W_MAX
-    x = np.stack([probes.fill_activation(t) for t in totals])
+    x = np.stack([probes.fill_activation(t, order) for t in totals])
     ideal = model.gain_target * s.astype(np.float64)[:, None]
     for h in (0, 1):
         sl = slice(h * COLS, (h + 1) * COLS)
@@ -195,7 +209,7 @@ def _gain_maps(ya, yb, yc, w_exc, w_inh, n, noise, opts, dead_n, rows):
         r_i, c_i = analysis.median_polish(gi, valid0)
         # dead drivers: row factor of both maps near 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            rel_sem = np.sqrt(np.nanmean((sem_e_col / (unit_e * c_e))[live_c] ** 2)) * 1.2533 / np.sqrt(live_c.sum())
+            rel_sem = np.sqrt(nanmean((sem_e_col / (unit_e * c_e))[live_c] ** 2)) * 1.2533 / np.sqrt(live_c.sum())
         a = np.maximum(r_e, r_i)
         amp[h], amp_sem[h] = a, rel_sem
         dead_d, recs = detect.dead_drivers(a[None], np.full((1, nr), rel_sem), rows, z_thr)
@@ -242,7 +256,7 @@ def _drivers(ya, w_exc, maps, rows, n):
         valid = maps["valid"][h]
         healthy = valid & ~maps["stuck_zero_exc"][h] & ~maps["stuck_max_exc"][h] & ~maps["stuck_max_inh"][h]
         live_cols = np.any(valid, axis=0)
-        c_med = np.nanmedian(c[live_cols]) if live_cols.any() else np.nan
+        c_med = nanmedian(c[live_cols])
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = (63.0 / w_exc[sl]) * (c_med / c) / n
         cur = analysis.driver_curves(ya[:, :, sl] * norm[None, None], healthy)
@@ -252,7 +266,7 @@ def _drivers(ya, w_exc, maps, rows, n):
         output[:, dead] = (ya[:, dead][:, :, sl][:, :, live_cols].mean(axis=2) * 63.0
                            / np.median(w_exc[sl]) / n)
         amp31 = output[31]
-        k = np.nanmedian(amp31[~dead]) / 31.0 if (~dead).any() else np.nan
+        k = nanmedian(amp31[~dead]) / 31.0
         pulse = output / k
         out["output_lsb_per_send"][h], out["output_sem_lsb_per_send"][h] = output, cur["output_sem_lsb"]
         out["pulse_steps"][h] = pulse

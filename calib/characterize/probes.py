@@ -51,20 +51,41 @@ def read_baseline(chip, repeats):
 FILL_ORDER = np.stack([np.arange(64), 64 + np.arange(64)], axis=1).ravel()
 
 
-def fill_activation(total):
+def fill_order(last=()):
+    """:data:`FILL_ORDER` with the rows in ``last`` moved to its end (e.g. rows with a dead driver)."""
+    last = np.isin(FILL_ORDER, np.asarray(list(last), dtype=np.int64))
+    return np.concatenate([FILL_ORDER[~last], FILL_ORDER[last]])
+
+
+def fill_activation(total, order=FILL_ORDER):
     """Activations of the 128 rows that sum to ``total`` (0..3968): full rows first.
 
-    Rows in :data:`FILL_ORDER` get activation 31 until the total is reached;
-    the remainder goes to the next row. So at most one row carries a small
-    activation, and the transfer curve shows the column (neuron, CADC), not the
-    drivers' low-activation distortion (measured by the driver curves).
+    Rows in ``order`` (default :data:`FILL_ORDER`) get activation 31 until the
+    total is reached; the remainder goes to the next row. So at most one row
+    carries a small activation, and the transfer curve shows the column
+    (neuron, CADC), not the drivers' low-activation distortion (measured by
+    the driver curves).
     """
     full, rem = divmod(int(total), ACT_MAX)
     x = np.zeros(ROWS, dtype=np.int64)
-    x[FILL_ORDER[:full]] = ACT_MAX
+    x[order[:full]] = ACT_MAX
     if rem:
-        x[FILL_ORDER[full]] = rem
+        x[order[full]] = rem
     return x
+
+
+def measure_rows(chip, repeats, wait):
+    """Every row alone at activation 31 through weight 63: mean result over each hemisphere's columns.
+
+    Returns
+    -------
+    ndarray of shape (2, 128)
+        Mean result (LSB, offsets not subtracted) per hemisphere and row.
+    """
+    _set_weights(chip, np.full(2 * COLS, W_MAX))
+    y = _run_both(chip, _one_hot(np.arange(ROWS), [ACT_MAX], [repeats]), 1, wait)
+    y = y.reshape(ROWS, repeats, 2 * COLS).mean(axis=1)
+    return np.stack([y[:, :COLS].mean(axis=1), y[:, COLS:].mean(axis=1)])
 
 
 def transfer_levels(n_levels):
@@ -72,8 +93,10 @@ def transfer_levels(n_levels):
     return np.unique(np.rint(np.linspace(0, ROWS * ACT_MAX, n_levels + 1)).astype(np.int64))
 
 
-def measure_transfer(chip, n_levels, repeats, wait):
+def measure_transfer(chip, n_levels, repeats, wait, order=FILL_ORDER):
     """Transfer curves of all columns: all weights +63, then all -63, activation swept.
+
+    The rows are filled in ``order`` (see :func:`fill_activation`).
 
     Returns
     -------
@@ -83,7 +106,7 @@ def measure_transfer(chip, n_levels, repeats, wait):
         Mean result and its std over ``repeats`` reads (LSB).
     """
     totals = transfer_levels(n_levels)
-    x = np.repeat(np.stack([fill_activation(t) for t in totals]), repeats, axis=0)
+    x = np.repeat(np.stack([fill_activation(t, order) for t in totals]), repeats, axis=0)
     parts = []
     for sign in (+1, -1):
         _set_weights(chip, np.full(2 * COLS, sign * W_MAX))

@@ -3,7 +3,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KIND = "bss2-calib/characterization"
+from ..schema import CHARACTERIZATION_KIND as KIND
+
 SCHEMA_VERSION = 1
 FAULT_KINDS = ("stuck_zero_synapse", "stuck_max_synapse", "dead_neuron", "noisy_neuron", "dead_driver")
 

@@ -56,17 +56,24 @@ def _one_hot_slopes(prober, weight, num_sends, repeats, offsets, linear_range):
 
 
 def median_polish(log_a, iterations=6):
-    """Two-way median polish of (rows, cols) with NaN for excluded cells; returns (row, col, residual)."""
-    res = log_a.copy()
+    """Two-way median polish of (rows, cols) with NaN for excluded cells; returns (row, col, residual).
+
+    Rows and columns without any cell (a dead driver, a dead neuron: every cell
+    excluded) are left out of the medians explicitly; their factor stays 0 and
+    their residuals NaN.
+    """
+    res = np.array(log_a, dtype=np.float64)
+    cells = ~np.isnan(res)
+    live_r, live_c = cells.any(axis=1), cells.any(axis=0)
     row = np.zeros(res.shape[0])
     col = np.zeros(res.shape[1])
     for _ in range(iterations):
-        r = nanmedian(res, axis=1)
-        r = np.where(np.isfinite(r), r, 0)
+        r = np.zeros(res.shape[0])
+        r[live_r] = nanmedian(res[live_r], axis=1)
         row += r
         res -= r[:, None]
-        c = nanmedian(res, axis=0)
-        c = np.where(np.isfinite(c), c, 0)
+        c = np.zeros(res.shape[1])
+        c[live_c] = nanmedian(res[:, live_c], axis=0)
         col += c
         res -= c[None, :]
     return row, col, res

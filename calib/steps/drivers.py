@@ -120,11 +120,20 @@ class DriverRampProblem(KnobProblem):
 
 
 def run(session):
-    """Trim every driver, then equalise the ramps of the two quadrants of each hemisphere."""
+    """Trim every driver, then equalise the ramps of the two quadrants of each hemisphere.
+
+    Records the drivers that respond (``session.data["live_drivers"]``, bool (256,)).
+    """
     o = session.options
     wait = o.conditions.wait_between_events
     trim = DriverTrimProblem(session.chip, x_lo=session.target.driver_low_activation,
                              repeats=max(1, o.knobs.repeats // 4), wait_between_events=wait)
     ramp = DriverRampProblem(session.chip, repeats=o.knobs.repeats, wait_between_events=wait)
-    return [solve(trim, session.algorithm()), solve(ramp, session.algorithm())]
+    trimmed = solve(trim, session.algorithm())
+    # drivers that respond at activation 31 (the trim's observable is NaN for a driver that does not):
+    # the column-gain probes of the later steps leave the others out
+    live = np.zeros(N_DRIVERS, dtype=bool)
+    live[trimmed.instances] = np.isfinite(trimmed.value) | np.isfinite(trimmed.before)
+    session.data["live_drivers"] = live
+    return [trimmed, solve(ramp, session.algorithm())]
 
