@@ -25,6 +25,19 @@ def default_weights():
                                "or give --weights")
 
 
+def _spare(ctx, param, value):
+    """--spare-rows / --spare-columns: an integer >= 0 or "auto" (the engine checks the upper bound)."""
+    if value is None or value == "auto":
+        return value or 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0 or str(n) != value.strip():
+        raise click.BadParameter(f'expected a non-negative integer or "auto", got {value!r}')
+    return n
+
+
 def load_artifact(ref, store_dir=None):
     """Load a calibration artifact (a directory, or chip-N / chip-N/NAME in the store) with calib's loader."""
     try:
@@ -53,25 +66,37 @@ def load_artifact(ref, store_dir=None):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the chip's trial-to-trial noise.")
 @click.option("--allow-mismatch", is_flag=True, help="Use an artifact made for another chip/preset/conditions "
                                                       "(warns).")
+@click.option("--remap/--no-remap", default=True, show_default=True,
+              help="Route tiles around the faults the artifact records (dead drivers and neurons, noisy neurons, "
+                   "stuck synapses).")
+@click.option("--spare-rows", default="0", show_default=True, callback=_spare,
+              help='Synapse rows per tile to keep free for remapping (0..120), or "auto" (the most dead drivers '
+                   'of a hemisphere).')
+@click.option("--spare-columns", default="0", show_default=True, callback=_spare,
+              help='Columns per tile to keep free for remapping (0..248), or "auto" (the most dead or noisy '
+                   'neurons of a hemisphere).')
 @json_option
 def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, limit, batch_size, seed,
-          allow_mismatch, as_json):
+          allow_mismatch, remap, spare_rows, spare_columns, as_json):
     """Classify the MNIST test set on a simulated chip: accuracy and throughput."""
-    from infer import ArtifactMismatchWarning, Engine, matmul_backend, mnist
+    from infer import ArtifactMismatchWarning, CorrectionOptions, Engine, matmul_backend, mnist
     from infer.data import load_mnist
 
     if (artifact is None) == (not uncalibrated):
         raise click.UsageError("give exactly one of --artifact PATH or --uncalibrated")
+    options = CorrectionOptions(remap=remap, spare_rows=spare_rows, spare_columns=spare_columns)
     weights = weights or default_weights()
     int_model = mnist.IntegerModel.load(weights)
-    images, labels = load_mnist("test", limit=limit)
     chip = Chip(chip_id, preset, noise_seed=seed)
     art = None if artifact is None else load_artifact(artifact, store_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ArtifactMismatchWarning)
-        engine = Engine(chip, art, allow_mismatch=allow_mismatch)
+        engine = Engine(chip, art, allow_mismatch=allow_mismatch, correction=options)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
+    images, labels = load_mnist("test", limit=limit)
+    if limit is not None and limit > len(labels):
+        click.echo(f"Warning: --limit {limit} exceeds the {len(labels)} test images; using all of them", err=True)
     backend = matmul_backend(engine)
     correct = 0
     t0 = time.perf_counter()
@@ -92,6 +117,7 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, li
         "mop_per_image": macs / 1e6, "mops_per_s_wall": macs * n / wall / 1e6 if wall > 0 else float("inf"),
         "mops_per_s_hw": macs * n / hw / 1e6 if hw > 0 else float("inf"),
         "engine": engine.report()["stats"],
+        "faults": engine.fault_report().to_dict(),
     }
     if as_json:
         echo_json(out)
@@ -102,6 +128,11 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, li
     click.echo(f"throughput      {out['images_per_s']:.0f} images/s wall ({out['mops_per_s_wall']:.0f} MOp/s)")
     click.echo(f"hardware time   {out['hw_time_per_image_us']:.0f} us per image simulated "
                f"({out['mops_per_s_hw']:.0f} MOp/s)")
+    total = out["faults"]["total"]
+    if any(c["met"] or c["placed"] for c in total.values()):
+        parts = ", ".join(f"{k.replace('_', ' ')} {c['lost']} of {c['met']}" for k, c in total.items() if c["met"])
+        click.echo(f"faults          {out['faults']['lost']} elements lost "
+                   f"(remap {'on' if remap else 'off'}; lost of met: {parts})")
 
 
 def _macs_per_image(m):

@@ -33,8 +33,11 @@ explicitly: a dead driver's row and a stuck-at-zero synapse carry no weight
 (the weights there are dropped and counted), a dead neuron's column reads 0,
 and a stuck-at-max synapse is compensated through its partner row of the other
 sign (the pair is programmed so that the sum is the wanted weight) where the
-6-bit range allows it. Missing tables mean identity, as in calib's
-``CorrectionModel``.
+6-bit range allows it. Where a tile leaves room, :mod:`infer.routing` moves
+logical rows and columns off faulty elements and gives rows that still lose
+weight a second (partner) driver row, so that nothing needs dropping
+(``CorrectionOptions.remap``, ``spare_rows``, ``spare_columns``). Missing tables
+mean identity, as in calib's ``CorrectionModel``.
 
 Only numpy and pandas are used here; nothing fits, nothing touches a chip's
 hidden truth.
@@ -57,7 +60,7 @@ _TINY_GAIN = 1e-3  # synapse gains below this (relative) are treated as no conne
 
 @dataclass(frozen=True)
 class CorrectionOptions:
-    """How weights are predistorted.
+    """How weights are predistorted and tiles are placed around faulty elements.
 
     Parameters
     ----------
@@ -67,10 +70,28 @@ class CorrectionOptions:
     min_scale : float, default=0.5
         Smallest column scale (0 < min_scale <= max_scale); weights that would need
         more than 63 at this scale are clipped (counted in the engine's report).
+    remap : bool, default=True
+        Route around the faults the artifact records (:mod:`infer.routing`): logical rows
+        and columns move off dead drivers, dead or noisy neurons and stuck synapses onto
+        the rows and columns a tile leaves free, and rows that still lose weight get a
+        free partner row. False places every tile at rows 0..r-1 and columns 0..c-1
+        (faults are then only compensated in place or dropped). No effect on a chip
+        without recorded faults.
+    spare_rows : int or "auto", default=0
+        Synapse rows per hemisphere to keep free: tiles have at most ``128 - spare_rows``
+        rows (0..120), so that remapping has room even in layers with 128 or more
+        inputs (more tiles, more hardware time). ``"auto"``: as many as the most dead
+        drivers any hemisphere of the engine's chips has.
+    spare_columns : int or "auto", default=0
+        Columns per tile to keep free (0..248), likewise; ``"auto"``: the most dead or
+        noisy neurons of any hemisphere.
     """
 
     max_scale: float = 1.0
     min_scale: float = 0.5
+    remap: bool = True
+    spare_rows: int | str = 0
+    spare_columns: int | str = 0
 
     def __post_init__(self):
         for name in ("max_scale", "min_scale"):
@@ -81,6 +102,15 @@ class CorrectionOptions:
             raise InferValueError(f"max_scale must be in (0, 4], got {self.max_scale}")
         if not 0 < self.min_scale <= self.max_scale:
             raise InferValueError(f"min_scale must be in (0, max_scale], got {self.min_scale}")
+        if not isinstance(self.remap, (bool, np.bool_)):
+            raise InferValueError(f"remap must be True or False, got {self.remap!r}")
+        for name, hi in (("spare_rows", ROWS - 8), ("spare_columns", COLS - 8)):
+            v = getattr(self, name)
+            if v == "auto" and isinstance(v, str):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= hi:
+                raise InferValueError(f'{name} must be an integer in 0..{hi} or "auto", got {v!r}')
+            object.__setattr__(self, name, int(v))
 
 
 def _readonly(a, dtype=np.float64):
@@ -461,52 +491,17 @@ class Corrections:
         scale : ndarray of float64, shape (n_cols,)
             Headroom scale ``h_j`` of every column.
         clipped : int
-            Synapses whose programmed value misses the wanted weight by more than half a
-            weight unit: weights that needed more than 63 at ``min_scale``, and stuck-at-max
-            synapses that could not be compensated.
+            Synapses whose programmed value misses the wanted weight by more than one weight
+            step: weights that needed more than 63 at ``min_scale``, and stuck-at-max synapses
+            that could not be compensated.
         dropped : int
             Nonzero weights on elements that cannot carry them (dead driver or neuron, stuck at
             zero), programmed as 0.
         """
-        h = hemisphere
-        G = self.effective_gain[:, h][:, rows][:, :, cols]  # (2, r, c)
-        stuck = self.faults.stuck_max[:, h][:, rows][:, :, cols]
-        w = np.asarray(w, dtype=np.int64)
-        mag = np.abs(w).astype(np.float64)
-        sign = (w < 0).astype(np.intp)
-        g = np.where(sign == 0, G[0], G[1])  # gain of the synapse that carries w
-        plain = ~stuck[0] & ~stuck[1]
-        usable = (mag > 0) & (g > 0) & plain
-        D, dmax = self._d_mono, self._d_mono[-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            limit = np.where(usable, dmax * g / np.where(mag > 0, mag, 1.0), np.inf)
-        scale = np.clip(limit.min(axis=0, initial=np.inf), options.min_scale, options.max_scale)
-        want = w * scale[None, :]  # signed effective weight wanted, weight units
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # ordinary synapses: the row of w's sign carries |want| / g
-            target = np.where(usable, mag * scale[None, :] / np.where(g > 0, g, 1.0), 0.0)
-            signed_target = np.where(sign == 0, target, -target)
-            # stuck-at-max excitatory: the inhibitory row cancels the surplus (and vice versa)
-            exc_stuck = stuck[0] & ~stuck[1] & (G[1] > 0)
-            inh_stuck = stuck[1] & ~stuck[0] & (G[0] > 0)
-            signed_target = np.where(exc_stuck, -(dmax * G[0] - want) / np.where(G[1] > 0, G[1], 1.0),
-                                     signed_target)
-            signed_target = np.where(inh_stuck, (want + dmax * G[1]) / np.where(G[0] > 0, G[0], 1.0),
-                                     signed_target)
-        compensable = exc_stuck | inh_stuck
-        # what clipping to the 6-bit range (and to the compensating sign) misses, in weight units
-        g_prog = np.where(signed_target < 0, G[1], G[0])
-        miss = np.maximum(np.abs(signed_target) - dmax, 0) * g_prog
-        miss = np.where((exc_stuck & (signed_target > 0)) | (inh_stuck & (signed_target < 0)),
-                        np.abs(signed_target) * g_prog, miss)
-        hopeless = (stuck[0] | stuck[1]) & ~compensable
-        clipped = int(np.count_nonzero((miss > 0.5) | hopeless))
-        signed_target = np.where(exc_stuck, np.minimum(signed_target, 0), signed_target)
-        signed_target = np.where(inh_stuck, np.maximum(signed_target, 0), signed_target)
-        codes = np.searchsorted(self._d_mid, np.minimum(np.abs(signed_target), dmax))
-        codes = np.where(signed_target < 0, -codes, codes).astype(np.int64)
-        dropped = int(np.count_nonzero((mag > 0) & (g <= 0) & plain))
-        return codes, scale, clipped, dropped
+        from .routing import Hemisphere, program
+
+        p = program(Hemisphere(self, hemisphere), w, np.asarray(rows), np.asarray(cols), [], options)
+        return p["codes"], p["scale"], p["clipped"], p["dropped"]
 
     def lut_rows(self, hemisphere, rows):
         """Input predistortion of the given physical rows, shape (n_rows, 32), codes 0..31."""

@@ -24,15 +24,25 @@ default), clipped per tile and after the sum like the raw results. Values are
 float64 and not rounded; columns of dead neurons read 0.
 
 Slots remember which tile of which weight matrix they hold (a hash of the
-weights), so repeated calls with the same ``w`` do not rewrite weights. The
-physical rows and columns of a slot are explicit index arrays (identity today),
-so that faulty rows and columns can later be routed around by changing the
-mapping alone.
+weights), so repeated calls with the same ``w`` do not rewrite weights.
+
+Faults
+------
+With an artifact that records faulty elements, every tile is *placed* by
+:func:`infer.routing.place`: its logical rows and columns move off dead
+drivers, dead or noisy neurons and stuck synapses onto the rows and columns the
+tile leaves free, and rows that still lose weight get a partner row carrying the
+same input (``CorrectionOptions.remap``, on by default). Tiles are at most
+``128 - spare_rows`` x ``256 - spare_columns`` (``CorrectionOptions``; default
+full size), so layers that fill whole tiles can be given room. What could not be
+avoided is counted per weight matrix and fault kind in :meth:`Engine.fault_report`.
+On a chip without recorded faults the placement is the identity.
 """
 import hashlib
 import logging
 import os
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,12 +51,15 @@ from chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
 
 from .corrections import CorrectionOptions, Corrections
 from .errors import ArtifactMismatchWarning, IncompatibleArtifact, InferValueError
+from .routing import COUNTS, KINDS, FaultReport, Hemisphere, place
 
-__all__ = ["Engine", "Measurement", "check_activations", "check_weights"]
+__all__ = ["Engine", "FaultReport", "Measurement", "check_activations", "check_weights"]
 
 log = logging.getLogger(__name__)
 
 Y_MIN, Y_MAX = -128.0, 127.0
+_PLACEMENT_CACHE = 64  # placements kept per engine (tiles of recently used weight matrices)
+_FAULT_LOG = 64  # weight matrices kept in the fault report
 _RUN_LIMITS = {"num_sends": (1, 255), "wait_between_events": (1, 255)}
 
 
@@ -108,13 +121,14 @@ def _weight_key(w):
 class _Slot:
     """One hemisphere of one chip and the tile it holds."""
 
-    __slots__ = ("chip_index", "hemisphere", "rows", "cols", "key", "last_used", "programmed",
+    __slots__ = ("chip_index", "hemisphere", "rows", "src", "cols", "key", "last_used", "programmed",
                  "scale", "offset", "dead", "lut_flat", "n_rows", "n_cols")
 
     def __init__(self, chip_index, hemisphere):
         self.chip_index = chip_index
         self.hemisphere = hemisphere
-        self.rows = np.arange(ROWS)  # physical synapse row of every logical row
+        self.rows = np.arange(ROWS)  # physical synapse rows in use (primaries, then partner rows)
+        self.src = np.arange(ROWS)  # logical row feeding each of them
         self.cols = np.arange(COLS)  # physical column of every logical column
         self.key = None
         self.last_used = 0
@@ -172,7 +186,8 @@ class Engine:
         (an :class:`~infer.errors.ArtifactMismatchWarning` names the field) instead of
         raising :class:`~infer.errors.IncompatibleArtifact`.
     correction : CorrectionOptions, default=CorrectionOptions()
-        Headroom of the weight predistortion.
+        Headroom of the weight predistortion; routing around faults (``remap``) and the
+        rows and columns kept free per tile (``spare_rows``, ``spare_columns``).
     max_batch : int, default=16384
         Largest number of vectors sent to a chip in one call (memory bound), >= 1.
 
@@ -219,6 +234,10 @@ class Engine:
                 mism = self._check(i, self.num_sends, self.wait_between_events)
                 self._apply_knobs(i, use_artifact=not mism)
         self._slots = [_Slot(i, h) for i in range(len(chips)) for h in (0, 1)]
+        self._hemispheres = {}
+        self._placements = OrderedDict()
+        self._fault_log = OrderedDict()
+        self.tile_rows, self.tile_cols = self._tile_shape()
         self._clock = 0
         self._measurements = {}
         self.stats = dict(calls=0, vectors=0, tile_runs=0, weight_writes=0, hw_time_s=0.0,
@@ -263,10 +282,33 @@ class Engine:
             chip.set_knobs(corr.knob_updates())
 
     # ---------------------------------------------------------------- tiling
+    def _hemisphere(self, i, h):
+        """The routing view of chip i's hemisphere h (cached)."""
+        if (i, h) not in self._hemispheres:
+            self._hemispheres[i, h] = Hemisphere(self.corrections[i], h)
+        return self._hemispheres[i, h]
+
+    def _tile_shape(self):
+        """Largest tile (rows, columns): the full 128 x 256 less the spare rows and columns."""
+        opt, spare = self.correction, {}
+        for name, count in (("spare_rows", lambda hs: int(hs.row_dead.sum())),
+                            ("spare_columns", lambda hs: int((hs.col_dead | hs.col_noisy).sum()))):
+            v = getattr(opt, name)
+            if v == "auto":
+                v = max([count(self._hemisphere(i, h)) for i, k in enumerate(self.corrections) if k is not None
+                         for h in (0, 1)], default=0)
+            spare[name] = min(int(v), (ROWS if name == "spare_rows" else COLS) - 8)
+        return ROWS - spare["spare_rows"], COLS - spare["spare_columns"]
+
     def plan(self, n_in, n_out):
-        """The tiles of an (n_in, n_out) matrix in execution order: list of (row0, row1, col0, col1)."""
-        return [(r0, min(r0 + ROWS, n_in), c0, min(c0 + COLS, n_out))
-                for c0 in range(0, n_out, COLS) for r0 in range(0, n_in, ROWS)]
+        """The tiles of an (n_in, n_out) matrix in execution order: list of (row0, row1, col0, col1).
+
+        Tiles are at most :attr:`tile_rows` x :attr:`tile_cols` (128 x 256 unless spare rows or
+        columns are kept free, see :class:`~infer.corrections.CorrectionOptions`).
+        """
+        tr, tc = self.tile_rows, self.tile_cols
+        return [(r0, min(r0 + tr, n_in), c0, min(c0 + tc, n_out))
+                for c0 in range(0, n_out, tc) for r0 in range(0, n_in, tr)]
 
     def _assign(self, key, tile_ids):
         """Slot index for every tile of one round: resident tiles stay, others go to the least recently used slot."""
@@ -287,44 +329,76 @@ class Engine:
             slots[s].last_used = self._clock
         return out
 
+    def _placement(self, slot, key, tile_id, w_tile):
+        """Where the tile goes on the slot's hemisphere and the codes to program (cached)."""
+        ck = (slot.chip_index, slot.hemisphere, key, tile_id)
+        p = self._placements.get(ck)
+        if p is None:
+            i, h = slot.chip_index, slot.hemisphere
+            p = place(self.corrections[i], h, w_tile, self.correction, hs=self._hemisphere(i, h))
+            self._placements[ck] = p
+            while len(self._placements) > _PLACEMENT_CACHE:
+                self._placements.popitem(last=False)
+        else:
+            self._placements.move_to_end(ck)
+        return p
+
+    def _log_faults(self, key, tile_id, n_tiles, shape, name, counts):
+        entry = self._fault_log.get(key)
+        if entry is None:
+            entry = {"name": name or f"matrix {shape[0]}x{shape[1]}", "shape": shape, "n_tiles": n_tiles,
+                     "tiles": {}}
+            self._fault_log[key] = entry
+            while len(self._fault_log) > _FAULT_LOG:
+                self._fault_log.popitem(last=False)
+        elif name:
+            entry["name"] = name
+        entry["tiles"][tile_id] = counts
+
     def _program(self, slot, key, tile_id, w_tile):
         chip = self.chips[slot.chip_index]
         h = slot.hemisphere
         if slot.key == (key, tile_id) and np.array_equal(chip.get_weights(h), slot.programmed):
-            return
+            return None
         r, c = w_tile.shape
-        rows, cols = slot.rows[:r], slot.cols[:c]
         full = np.zeros((ROWS, COLS), dtype=np.int64)
         corr = self.corrections[slot.chip_index]
+        counts = None
         if corr is None:
-            full[np.ix_(rows, cols)] = w_tile
+            slot.rows, slot.src, slot.cols = np.arange(r), np.arange(r), np.arange(c)
+            full[:r, :c] = w_tile
             slot.scale = slot.offset = slot.dead = slot.lut_flat = None
         else:
-            codes, scale, clipped, dropped = corr.predistort(w_tile, h, rows, cols, self.correction)
-            full[np.ix_(rows, cols)] = codes
-            slot.scale, slot.offset = scale, corr.column_offset(h, cols)
-            dead = corr.column_dead(h, cols)
+            p = self._placement(slot, key, tile_id, w_tile)
+            slot.rows, slot.src, slot.cols = p.rows, p.src, p.cols
+            full[np.ix_(p.rows, p.cols)] = p.codes
+            slot.scale, slot.offset = p.scale, corr.column_offset(h, p.cols)
+            dead = corr.column_dead(h, p.cols)
             slot.dead = dead if dead.any() else None
-            slot.lut_flat = np.ascontiguousarray(corr.lut_rows(h, rows).ravel().astype(np.uint8))
-            self.stats["clipped_weights"] += clipped
-            self.stats["dropped_weights"] += dropped
+            slot.lut_flat = np.ascontiguousarray(corr.lut_rows(h, p.rows).ravel().astype(np.uint8))
+            self.stats["clipped_weights"] += p.clipped
+            self.stats["dropped_weights"] += p.dropped
+            counts = p.counts
         chip.set_weights(full, h)
         slot.programmed, slot.key, slot.n_rows, slot.n_cols = full, (key, tile_id), r, c
         self.stats["weight_writes"] += 1
+        return counts
 
     def _physical_input(self, slot, x_tile, out):
         """Write the (predistorted) activations of a tile into out (batch, 128) at the slot's rows."""
-        r = x_tile.shape[1]
+        n = len(slot.rows)
+        identity = n == x_tile.shape[1] and np.array_equal(slot.src, np.arange(n))
+        xs = x_tile if identity else x_tile[:, slot.src]
         if slot.lut_flat is None:
-            vals = x_tile
+            vals = xs
         else:
-            idx = x_tile.astype(np.uint16)  # < 128 * 32: small indices are twice as fast as intp here
-            idx += np.arange(r, dtype=np.uint16) * (ACT_MAX + 1)
+            idx = xs.astype(np.uint16)  # < 128 * 32: small indices are twice as fast as intp here
+            idx += np.arange(n, dtype=np.uint16) * (ACT_MAX + 1)
             vals = np.take(slot.lut_flat, idx)
-        if r == ROWS and np.array_equal(slot.rows, np.arange(ROWS)):
+        if n == ROWS and np.array_equal(slot.rows, np.arange(ROWS)):
             out[:] = vals
         else:
-            out[:, slot.rows[:r]] = vals
+            out[:, slot.rows] = vals
 
     def _output(self, slot, y, n_cols, num_sends):
         """Corrected, clipped float64 result of a tile from the raw chip output (batch, 256)."""
@@ -338,7 +412,7 @@ class Engine:
         return yc
 
     # ----------------------------------------------------------------- matmul
-    def matmul(self, x, w, *, num_sends=None, wait_between_events=None):
+    def matmul(self, x, w, *, num_sends=None, wait_between_events=None, name=None):
         """Compute ``x @ w`` on the chips.
 
         Parameters
@@ -351,6 +425,8 @@ class Engine:
             Repetitions of each vector (1..255); None uses the engine's default.
         wait_between_events : int or None, default=None
             Event spacing in clock cycles (1..255); None uses the engine's default.
+        name : str or None, default=None
+            Name of the weight matrix in :meth:`fault_report` (default ``"matrix NxM"``).
 
         Returns
         -------
@@ -358,6 +434,8 @@ class Engine:
             Raw results (uncalibrated chips) or output LSB at the target gain (calibrated),
             saturated to -128..127; see the module docstring.
         """
+        if name is not None and not isinstance(name, str):
+            raise InferValueError(f"name must be a string, got {type(name).__name__}")
         n = self.num_sends if num_sends is None else _run_param("num_sends", num_sends)
         wait = self.wait_between_events if wait_between_events is None else \
             _run_param("wait_between_events", wait_between_events)
@@ -375,14 +453,14 @@ class Engine:
         out = np.zeros((batch, n_out))
         if batch:
             t0 = [c.hw_time_s for c in self.chips]
-            self._run_tiles(xa, wa, n, wait, out)
+            self._run_tiles(xa, wa, n, wait, out, name)
             self.stats["hw_time_s"] += max(c.hw_time_s - t for c, t in zip(self.chips, t0))
             np.clip(out, Y_MIN, Y_MAX, out=out)
         self.stats["calls"] += 1
         self.stats["vectors"] += batch
         return out[0] if single else out
 
-    def _run_tiles(self, xa, wa, n, wait, out):
+    def _run_tiles(self, xa, wa, n, wait, out, name=None):
         tiles = self.plan(*wa.shape)
         key = _weight_key(wa)
         n_slots = len(self._slots)
@@ -394,7 +472,9 @@ class Engine:
             for t, s in zip(ids, slot_ids):
                 r0, r1, c0, c1 = tiles[t]
                 slot = self._slots[s]
-                self._program(slot, key, t, wa[r0:r1, c0:c1])
+                counts = self._program(slot, key, t, wa[r0:r1, c0:c1])
+                if counts is not None:
+                    self._log_faults(key, t, len(tiles), wa.shape, name, counts)
                 by_chip.setdefault(slot.chip_index, []).append((slot.hemisphere, slot, tiles[t]))
             for ci in sorted(by_chip):
                 entries = sorted(by_chip[ci], key=lambda e: e[0])
@@ -455,9 +535,32 @@ class Engine:
         self._measurements[key] = Measurement(gain=gain, noise_std=noise, num_sends=n)
         return self._measurements[key]
 
+    def fault_report(self):
+        """Faults the weight matrices run so far met, and what became of them.
+
+        One entry per weight matrix (the 64 most recent), summed over its tiles as last
+        placed; see :mod:`infer.routing` for the kinds and counts.
+
+        Returns
+        -------
+        FaultReport
+        """
+        layers = []
+        for entry in self._fault_log.values():
+            counts = {k: dict.fromkeys(COUNTS, 0) for k in KINDS}
+            for tc in entry["tiles"].values():
+                for k in KINDS:
+                    for c in COUNTS:
+                        counts[k][c] += tc[k][c]
+            layers.append({"name": entry["name"], "shape": tuple(int(v) for v in entry["shape"]),
+                           "tiles": int(entry["n_tiles"]), "placed_tiles": len(entry["tiles"]), "counts": counts})
+        return FaultReport(tuple(layers), remap=bool(self.correction.remap),
+                           tile_shape=(self.tile_rows, self.tile_cols))
+
     def report(self):
-        """Counters and the correction summary of every chip (a dict)."""
+        """Counters, the correction summary of every chip and the fault report (a dict)."""
         return {"stats": dict(self.stats),
                 "chips": [{"chip_id": c.chip_id, "preset": c.preset.name, "calibrated": k is not None,
                            **({} if k is None else k.summary())}
-                          for c, k in zip(self.chips, self.corrections)]}
+                          for c, k in zip(self.chips, self.corrections)],
+                "faults": self.fault_report().to_dict()}

@@ -296,6 +296,9 @@ def _read_npz(path, kind: str, keys: tuple[str, ...]) -> tuple[dict, dict]:
         raise FileNotFoundError(f"{path}: no such file")
     try:
         with open(path, "rb") as f:  # we own the handle: closed even if np.load fails
+            if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+                raise ModelFileError(f"{path}: not an .npz archive")
+            f.seek(0)
             npz = np.load(f, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise ModelFileError(f"{path}: not an .npz archive")
@@ -433,7 +436,7 @@ class IntegerModel:
     input_shift : int
         Input quantization right shift in bits, 0..16.
     num_sends : tuple of 3 int
-        Repetitions of the input vector per layer (conv, fc1, fc2), each >= 1.
+        Repetitions of the input vector per layer (conv, fc1, fc2), each 1..255.
     relu_shifts : tuple of 2 int
         ConvertingReLU right shifts after conv and fc1 in bits, each 0..7.
     weight_scales : tuple of 3 float, default=(1.0, 1.0, 1.0)
@@ -467,7 +470,7 @@ class IntegerModel:
         if len(self.num_sends) != 3 or len(self.relu_shifts) != 2 \
                 or len(self.weight_scales) != 3:
             raise ValueError("need 3 num_sends, 2 relu_shifts and 3 weight_scales")
-        sends = tuple(_as_int(n, "num_sends", 1) for n in self.num_sends)
+        sends = tuple(_as_int(n, "num_sends", 1, 255) for n in self.num_sends)
         shifts = tuple(_as_int(s, "relu_shifts", 0, 7) for s in self.relu_shifts)
         scales = tuple(float(s) for s in self.weight_scales)
         if not all(np.isfinite(s) and s > 0 for s in scales):
@@ -615,7 +618,7 @@ class QuantizeOptions:
     weight_percentile : float, default=100.0
         Percentile (0..100] of |w| per layer mapped onto 63; larger weights are clipped.
     max_num_sends : int, default=16
-        Largest `num_sends` tried, >= 1.
+        Largest `num_sends` tried, 1..255.
     max_relu_shift : int, default=5
         Largest ConvertingReLU shift tried, 0..7.
     input_shift : int, default=8
@@ -637,7 +640,7 @@ class QuantizeOptions:
         for p in (self.activation_percentile, self.weight_percentile):
             if not 0 < p <= 100:
                 raise ValueError(f"percentiles must be in (0, 100], got {p}")
-        _as_int(self.max_num_sends, "max_num_sends", 1)
+        _as_int(self.max_num_sends, "max_num_sends", 1, 255)
         _as_int(self.max_relu_shift, "max_relu_shift", 0, 7)
         _as_int(self.input_shift, "input_shift", 0, 16)
 
