@@ -8,10 +8,12 @@ fields) is an :class:`ArtifactSchema`, chosen by the ``kind`` argument.
 Writing is atomic: everything goes into a temporary sibling directory, is
 fsynced, and the directory is renamed into place; an existing destination is
 never overwritten. Reading trusts nothing: the kind and schema version are
-checked first (one explicit branch per version), every file name must be a
-plain name inside the directory (no separators, no symlinks), every size and
-SHA-256 must match the manifest, sizes are limited, and every table must have
-its schema's index, columns and dtypes. Parquet is parsed from the verified
+checked first (one explicit branch per version), then the manifest's own seal
+(``manifest_sha256``, the SHA-256 of its canonical JSON without that field; for
+kinds and versions that have one), every file name must be a plain name inside
+the directory (no separators, no symlinks), every size and SHA-256 must match
+the manifest, sizes are limited, and every table must have its schema's index,
+columns and dtypes. Parquet is parsed from the verified
 bytes with pandas metadata ignored: loading never executes anything.
 """
 import hashlib
@@ -31,9 +33,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ArtifactCorrupt, ArtifactError, ArtifactExists, ArtifactVersionError, CalibValueError
-from .schema import CHARACTERIZATION_KIND, KIND, MAX_ROWS, REQUIRED, SCHEMA_VERSION, TABLES, check_frame
+from .schema import (CHARACTERIZATION_KIND, KIND, MAX_ROWS, READABLE_VERSIONS, REQUIRED, SCHEMA_VERSION, TABLES,
+                     check_frame)
 
 MANIFEST = "manifest.json"
+SEAL = "manifest_sha256"  #: the manifest field holding the manifest's own checksum
 MAX_MANIFEST_BYTES = 8 << 20
 MAX_FILE_BYTES = 256 << 20
 MAX_TOTAL_BYTES = 1 << 30
@@ -50,7 +54,7 @@ class ArtifactSchema:
     kind : str
         The manifest's ``kind``.
     version : int
-        The schema version written (and the only one read).
+        The schema version written.
     what : str
         How messages name it ("a calibration artifact").
     tables : tuple of str
@@ -71,6 +75,12 @@ class ArtifactSchema:
         None: :data:`MAX_MANIFEST_BYTES`.
     max_rows : int, default=2**20
         Rows per table.
+    readable : tuple of int or None, default=None
+        Schema versions read (each needs its branch in :func:`read_artifact`);
+        None: ``(version,)``.
+    sealed_since : int or None, default=None
+        The first schema version whose manifests carry :data:`SEAL`; None:
+        the kind's manifests are not sealed.
     """
 
     kind: str
@@ -83,6 +93,17 @@ class ArtifactSchema:
     check_manifest: object = None
     max_manifest_bytes: int = None
     max_rows: int = MAX_ROWS
+    readable: tuple = None
+    sealed_since: int = None
+
+    @property
+    def versions(self):
+        """Schema versions this package reads (tuple of int)."""
+        return self.readable or (self.version,)
+
+    def sealed(self, version):
+        """True if manifests of schema ``version`` carry :data:`SEAL`."""
+        return self.sealed_since is not None and version >= self.sealed_since
 
 
 def _conform_calibration(name, df):
@@ -112,6 +133,17 @@ def jsonable(obj):
     return obj
 
 
+def manifest_digest(manifest):
+    """SHA-256 (hex) of ``manifest``'s canonical JSON, its :data:`SEAL` field left out.
+
+    Canonical: keys sorted, no whitespace, UTF-8, no NaN; the value a manifest
+    file parses to hashes the same whatever its formatting.
+    """
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    text = json.dumps(jsonable(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _fsync(path, directory=False):
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
@@ -135,9 +167,10 @@ def write_artifact(dest, manifest, tables, *, kind=KIND):
     dest : path-like
         The artifact directory to create; must not exist.
     manifest : dict
-        Everything but ``tables`` and ``files`` (added here); ``kind`` and
-        ``schema_version`` are set from the schema (a different value in
-        ``manifest`` is refused).
+        Everything but ``tables``, ``files`` and ``manifest_sha256`` (added
+        here; a value present is replaced); ``kind`` and ``schema_version``
+        are set from the schema (a different value in ``manifest`` is
+        refused).
     tables : dict of str to DataFrame
         Checked against the kind's table schema.
     kind : str or ArtifactSchema, default="bss2-calib/calibration"
@@ -184,9 +217,11 @@ def write_artifact(dest, manifest, tables, *, kind=KIND):
                 f.flush()
                 os.fsync(f.fileno())
             files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        body = {k: v for k, v in manifest.items() if k not in ("schema_version", "kind", "tables", "files")}
+        body = {k: v for k, v in manifest.items() if k not in ("schema_version", "kind", "tables", "files", SEAL)}
         full = jsonable({"schema_version": schema.version, "kind": schema.kind, **body, "tables": names,
                          "files": files})
+        if schema.sealed(schema.version):
+            full[SEAL] = manifest_digest(full)
         text = json.dumps(full, indent=2, sort_keys=False, allow_nan=False)
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
             f.write(text + "\n")
@@ -225,7 +260,7 @@ def _regular_file(path, what, limit):
 
 
 def read_manifest(path, *, kind=KIND):
-    """The parsed manifest of the artifact at ``path`` (kind and version checked, not the tables).
+    """The parsed manifest of the artifact at ``path`` (kind, version and seal checked, not the tables).
 
     Parameters
     ----------
@@ -266,9 +301,22 @@ def read_manifest(path, *, kind=KIND):
     v = m.get("schema_version")
     if isinstance(v, bool) or not isinstance(v, int):
         raise ArtifactVersionError(f"{root}: schema_version {v!r} is not an integer")
-    if v != schema.version:
-        raise ArtifactVersionError(f"{root}: schema version {v} is not supported (this package reads "
-                                   f"{schema.what} version {schema.version})")
+    if v not in schema.versions:
+        known = ", ".join(str(x) for x in schema.versions)
+        raise ArtifactVersionError(f"{root}: schema version {v} is not supported (this package reads versions "
+                                   f"{known} of {schema.what})")
+    if schema.sealed(v):
+        seal = m.get(SEAL)
+        _need(root, isinstance(seal, str) and _HEX64.match(seal), SEAL)
+        try:
+            digest = manifest_digest(m)
+        except (ValueError, TypeError, RecursionError):
+            raise ArtifactCorrupt(f"manifest of {root} cannot be canonicalised") from None
+        if digest != seal:
+            raise ArtifactCorrupt(f"{root}: checksum mismatch in {MANIFEST} (corrupt or tampered)")
+    elif SEAL in m:
+        # no writer of this version sealed its manifests: a sealed manifest relabelled to an older version
+        raise ArtifactCorrupt(f"{root}: a schema version {v} manifest carries {SEAL} (relabelled; tampered)")
     return m
 
 
@@ -299,11 +347,15 @@ def read_artifact(path, *, kind=KIND):
     schema = artifact_schema(m["kind"])
     version = m["schema_version"]
     if version == 1:
-        return m, _read_v1(root, m, schema)
+        # version 1: the manifest has no seal (its tables are still checked); nothing added later may appear
+        return m, _read_tables(root, m, schema, newer_columns_allowed=False)
+    if version == 2:
+        # version 2: the manifest's seal was verified by read_manifest; the tables as in version 1
+        return m, _read_tables(root, m, schema, newer_columns_allowed=True)
     raise ArtifactVersionError(f"{root}: schema version {version} is not supported")  # pragma: no cover
 
 
-def _read_v1(root, m, schema):
+def _read_tables(root, m, schema, newer_columns_allowed):
     _check_files_v1(root, m, schema)
     if schema.check_manifest is not None:
         schema.check_manifest(root, m)
@@ -328,6 +380,11 @@ def _read_v1(root, m, schema):
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             raise ArtifactCorrupt(f"{root}: checksum mismatch in {fname} (corrupt or tampered)")
         tables[name] = _parse_table(root, name, data, schema)
+        if not newer_columns_allowed and schema.kind == KIND:
+            late = [c for c in (TABLES[name].since or {}) if c in tables[name].columns]
+            if late:
+                raise ArtifactCorrupt(f"{root}: table {name} of a schema version {m['schema_version']} artifact has "
+                                      f"the later column {late[0]!r} (relabelled; tampered)")
     return tables
 
 
@@ -408,7 +465,7 @@ def _check_calibration_v1(root, m):
 #: The calibration artifact (docs/artifact-format.md).
 CALIBRATION = ArtifactSchema(kind=KIND, version=SCHEMA_VERSION, what="a calibration artifact", tables=tuple(TABLES),
                              required=REQUIRED, index=_calibration_index, conform=_conform_calibration,
-                             check_manifest=_check_calibration_v1)
+                             check_manifest=_check_calibration_v1, readable=READABLE_VERSIONS, sealed_since=2)
 _KINDS = (KIND, CHARACTERIZATION_KIND)
 
 

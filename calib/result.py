@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import read_artifact, write_artifact
+from .artifact import SEAL, read_artifact, write_artifact
 from .errors import CalibValueError, IncompatibleArtifact
+from .schema import SCHEMA_VERSION
 from .tables import knob_codes
 
 
@@ -104,6 +105,19 @@ class CalibrationResult:
         return list(self._manifest.get("failed_stages", []))
 
     @property
+    def manifest_sealed(self):
+        """Whether the stored manifest is protected by its own checksum (``manifest_sha256``).
+
+        True: saved, or loaded with a schema version >= 2 (the seal was
+        verified); False: loaded from a schema-version-1 artifact, whose
+        tables are checksummed but whose manifest (chip id, conditions,
+        target, quality, ...) is not; None: not saved.
+        """
+        if self.path is None:
+            return None
+        return self._manifest.get("schema_version", 2) >= 2
+
+    @property
     def ok(self):
         """True if no stage failed outright."""
         return not self.failed_stages
@@ -127,12 +141,15 @@ class CalibrationResult:
             The same calibration, with ``path`` set.
         """
         dest = write_artifact(path, self._manifest_core(), self._tables.raw())
-        return CalibrationResult(self._manifest, self._tables.raw(), dest)
+        return CalibrationResult.load(dest) if self._manifest.get("schema_version") != SCHEMA_VERSION else \
+            CalibrationResult(self._manifest, self._tables.raw(), dest)
 
     def _manifest_core(self):
+        # what the writer adds itself; a loaded version-1 calibration is saved as the current version
+        # (its manifest sealed as it was loaded)
         m = dict(self._manifest)
-        m.pop("tables", None)
-        m.pop("files", None)
+        for k in ("tables", "files", SEAL, "schema_version"):
+            m.pop(k, None)
         return m
 
     @classmethod
@@ -216,6 +233,7 @@ class CalibrationResult:
             "artifact": None if self.path is None else str(self.path),
             "chip_id": m["chip_id"], "preset": m["preset"]["name"], "created_utc": m.get("created_utc"),
             "ok": self.ok, "failed_stages": self.failed_stages, "conditions": dict(m["conditions"]),
+            "schema_version": m.get("schema_version"), "manifest_sealed": self.manifest_sealed,
             "steps": [{k: s.get(k) for k in ("name", "kind", "algorithm", "quantity", "unit", "spread_before",
                                              "spread_after", "n_instances", "n_failed", "failed", "measurements",
                                              "rounds", "vectors", "wall_time_s", "hw_time_s", "error")

@@ -1,8 +1,10 @@
-"""The artifact's table schema: names, index levels, columns and dtypes (schema version 1).
+"""The artifact's table schema: names, index levels, columns and dtypes (schema version 2).
 
 This module is pure data plus a validator; the inference engine can import it
 without pulling in any fitting code. See docs/artifact-format.md for the
-meaning of every column ("the correction model").
+meaning of every column ("the correction model"). Version 2 sealed the
+manifest (``manifest_sha256``) and added ``neuron_correction.weak``; version-1
+tables (no ``weak``) still pass :func:`check_frame`.
 """
 from dataclasses import dataclass
 
@@ -13,7 +15,9 @@ from chipsim import COLS, N_DRIVERS, N_NEURONS, N_QUADRANTS, ROWS, W_MAX
 
 from .errors import ArtifactCorrupt
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: schema versions the loader reads (one explicit branch each in :mod:`calib.artifact`)
+READABLE_VERSIONS = (1, 2)
 KIND = "bss2-calib/calibration"
 #: kind of a characterization artifact (its table schema: :mod:`calib.characterize.tables`)
 CHARACTERIZATION_KIND = "bss2-calib/characterization"
@@ -32,11 +36,16 @@ class TableSpec:
     levels : tuple of ndarray or None
         The exact values of each index level (the index is their product, in
         order); None for tables of variable length.
+    since : dict of str to int
+        Columns added after schema version 1, with the version that added
+        them: absent in artifacts of older versions, so not required (their
+        dtype is checked when present).
     """
 
     index: tuple
     columns: dict
     levels: tuple = None
+    since: dict = None
 
     @property
     def n_rows(self):
@@ -63,7 +72,8 @@ TABLES = {
                               (_r(N_NEURONS),)),
     "neuron_correction": TableSpec(("neuron",), {
         "gain_exc": _F, "gain_exc_std": _F, "gain_inh": _F, "gain_inh_std": _F, "offset_lsb": _F,
-        "offset_std_lsb": _F, "noise_lsb": _F, "dead": _B, "noisy": _B, "success": _B}, (_r(N_NEURONS),)),
+        "offset_std_lsb": _F, "noise_lsb": _F, "dead": _B, "noisy": _B, "weak": _B, "success": _B}, (_r(N_NEURONS),),
+        since={"weak": 2}),
     "driver_transfer": TableSpec(("driver", "activation"), {"pulse_steps": _F, "pulse_steps_std": _F, "dead": _B,
                                                             "success": _B}, (_r(N_DRIVERS), _r(32))),
     "synapse_gain": TableSpec(("hemisphere", "row", "column"), {
@@ -100,11 +110,11 @@ def check_frame(name, df):
         raise ArtifactCorrupt(f"unknown table {name!r}")
     if list(df.index.names) != list(spec.index):
         raise ArtifactCorrupt(f"table {name}: index levels {list(df.index.names)}, expected {list(spec.index)}")
-    missing = [c for c in spec.columns if c not in df.columns]
+    missing = [c for c in spec.columns if c not in df.columns and c not in (spec.since or {})]
     if missing:
         raise ArtifactCorrupt(f"table {name}: missing column {missing[0]!r}")
     for c, want in spec.columns.items():
-        if not _dtype_ok(df[c], want):
+        if c in df.columns and not _dtype_ok(df[c], want):
             raise ArtifactCorrupt(f"table {name}: column {c!r} has dtype {df[c].dtype}, expected {want}")
     if len(df) > MAX_ROWS:
         raise ArtifactCorrupt(f"table {name}: {len(df)} rows is more than the limit {MAX_ROWS}")

@@ -13,6 +13,17 @@ from .schema import TABLES, check_frame
 QUADRANT_KNOBS = ("syn_i_bias_dac", "stp_i_ramp", "cadc_v_ramp_offset", "cadc_i_ramp_slope")
 DRIVER_KNOBS = ("hagen_dac_offset",)
 NEURON_KNOBS = ("v_reset", "i_bias_synin_exc_gm", "i_bias_synin_inh_gm", "i_bias_leak", "cadc_channel_offset")
+#: a live neuron whose excitatory or inhibitory gain stays below this fraction of the target is *weak*
+#: (its input-gain knob could not bring it up): the digital correction would have to amplify the column,
+#: and its noise and rounding, more than twofold, so it is marked failed instead
+WEAK_GAIN = 0.5
+
+
+def weak_neurons(gain_exc, gain_inh, dead):
+    """Per neuron: live, and its excitatory or inhibitory gain (relative to the target) below :data:`WEAK_GAIN`."""
+    ge, gi = np.asarray(gain_exc, dtype=np.float64), np.asarray(gain_inh, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return ~np.asarray(dead, dtype=bool) & ((ge < WEAK_GAIN) | (gi < WEAK_GAIN))
 
 
 def _frame(name, data):
@@ -81,10 +92,11 @@ def correction_tables(data):
             ges = gis = np.full(N_NEURONS, np.nan)
             os_ = off["offset_std"]
             ok = np.isfinite(ge) & np.isfinite(gi)
+        weak = weak_neurons(ge, gi, dead)
         out["neuron_correction"] = _frame("neuron_correction", {
             "gain_exc": ge, "gain_exc_std": ges, "gain_inh": gi, "gain_inh_std": gis, "offset_lsb": o,
-            "offset_std_lsb": os_, "noise_lsb": off["noise"], "dead": dead, "noisy": noisy,
-            "success": ok & ~dead & ~noisy})
+            "offset_std_lsb": os_, "noise_lsb": off["noise"], "dead": dead, "noisy": noisy, "weak": weak,
+            "success": ok & ~dead & ~noisy & ~weak})
         bad_col = np.stack([(dead | noisy)[:COLS], (dead | noisy)[COLS:]])[:, None, :]
         bad_row = syn["dead_driver"].reshape(2, ROWS)[:, :, None]
         stuck = syn["stuck_zero_exc"] | syn["stuck_max_exc"] | syn["stuck_zero_inh"] | syn["stuck_max_inh"]

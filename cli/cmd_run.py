@@ -19,30 +19,47 @@ def _fmt(v, unit=""):
     return str(v)
 
 
+#: widest step name, quantity and unit columns of the summary table (longer ones are cut with "~");
+#: with the fixed columns the table stays within 146 characters
+STEP_W, QUANTITY_W, UNIT_W = 26, 44, 16
+
+
+def _cut(text, width):
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
 def summary_lines(summary):
-    """The human-readable summary table of a calibration (list of str)."""
+    """The human-readable summary table of a calibration (list of str).
+
+    The step, quantity and unit columns are as wide as their longest entry
+    (at most :data:`STEP_W`, :data:`QUANTITY_W`, :data:`UNIT_W` characters).
+    """
     lines = [f"chip {summary['chip_id']}  preset {summary['preset']}  "
              f"valid for wait_between_events={summary['conditions']['wait_between_events']}, "
              f"num_sends {summary['conditions']['num_sends_min']}..{summary['conditions']['num_sends_max']}, "
              f"{summary['conditions']['temperature_c']:.1f} +- {summary['conditions']['temperature_tolerance_k']:g} C"]
-    head = f"{'step':26s} {'quantity':38s} {'unit':14s} {'before':>9s} {'after':>9s} {'failed':>11s} " \
+    shown = [s for s in summary["steps"] if s.get("kind") not in ("failed", "skipped")]
+    sw = min(STEP_W, max([len("total")] + [len(s["name"]) for s in summary["steps"]]))
+    qw = min(QUANTITY_W, max([len("quantity")] + [len(s.get("quantity") or "") for s in shown]))
+    uw = min(UNIT_W, max([len("unit")] + [len(s.get("unit") or "") for s in shown]))
+    head = f"{'step':{sw}s} {'quantity':{qw}s} {'unit':{uw}s} {'before':>9s} {'after':>9s} {'failed':>11s} " \
            f"{'measured':>9s} {'wall s':>7s} {'hw s':>7s}"
     lines += [head, "-" * len(head)]
     for s in summary["steps"]:
         if s.get("kind") in ("failed", "skipped"):
-            lines.append(f"{s['name']:26s} {s['kind'].upper()}: {s.get('error', '')}")
+            lines.append(f"{_cut(s['name'], sw):{sw}s} {s['kind'].upper()}: {s.get('error', '')}")
             continue
         unit = s.get("unit") or ""
         meas = f"{s['rounds']}r" if s.get("kind") == "knob" else f"{s.get('vectors', 0)}v"
         failed = f"{s.get('n_failed', 0)}/{s.get('n_instances', 0)}"
-        lines.append(f"{s['name'][:26]:26s} {(s.get('quantity') or '')[:38]:38s} {unit[:14]:14s} "
+        lines.append(f"{_cut(s['name'], sw):{sw}s} {_cut(s.get('quantity') or '', qw):{qw}s} {_cut(unit, uw):{uw}s} "
                      f"{_fmt(s.get('spread_before'), unit):>9s} {_fmt(s.get('spread_after'), unit):>9s} "
                      f"{failed:>11s} {meas:>9s} {s.get('wall_time_s', 0):7.2f} {s.get('hw_time_s', 0):7.3f}")
     t = summary["totals"]
     lines.append("-" * len(head))
-    lines.append(f"{'total':26s} {'':38s} {'':14s} {'':>9s} {'':>9s} {'':>11s} "
+    lines.append(f"{'total':{sw}s} {'':{qw}s} {'':{uw}s} {'':>9s} {'':>9s} {'':>11s} "
                  f"{t.get('knob_rounds', 0):>8d}r {t.get('wall_time_s', 0):7.2f} {t.get('hw_time_s', 0):7.3f}")
-    lines.append(f"{'':26s} {t.get('vectors', 0)} vectors, {t.get('cadc_reads', 0)} CADC reads, "
+    lines.append(f"{'':{sw}s} {t.get('vectors', 0)} vectors, {t.get('cadc_reads', 0)} CADC reads, "
                  f"{t.get('reconfigurations', 0)} reconfigurations, {t.get('weight_writes', 0)} weight writes")
     fails = [(s["name"], s["failed"]) for s in summary["steps"] if s.get("failed")]
     if fails:
@@ -52,6 +69,9 @@ def summary_lines(summary):
             lines.append(f"  {name}: {shown}")
     if summary["failed_stages"]:
         lines.append(f"FAILED stages: {', '.join(summary['failed_stages'])}")
+    if summary.get("manifest_sealed") is False:
+        lines.append(f"note: a schema version {summary.get('schema_version')} artifact: its tables are checksummed, "
+                     f"its manifest is not")
     return lines
 
 

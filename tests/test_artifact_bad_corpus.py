@@ -24,7 +24,7 @@ def _snapshot(root):
 def test_bad_input_case(case, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(BAD / "artifacts" / "good", store / "chip-0" / "20260101T000000Z-default-0000aaaa")
-    subst = {"{store}": str(store), "{presets}": str(BAD / "presets")}
+    subst = {"{store}": str(store), "{presets}": str(BAD / "presets"), "{weights}": str(BAD / "weights")}
     if "artifact" in case:
         dest = store / "chip-0" / f"case-{case['artifact']}"
         shutil.copytree(BAD / "artifacts" / case["artifact"], dest)
@@ -53,12 +53,20 @@ def test_the_corpus_is_complete():
     used = {c.get("artifact") for c in CASES}
     present = {p.name for p in (BAD / "artifacts").iterdir()}
     assert present <= used, present - used
+    args = " ".join(a for c in CASES for a in c["args"])
+    for kind in ("presets", "weights"):
+        files = {p.name for p in (BAD / kind).iterdir()}
+        assert all(f"{{{kind}}}/{f}" in args for f in files), files
 
 
 def test_every_released_schema_version_still_loads():
+    versions = set()
     for d in sorted((DATA / "artifacts").iterdir()):
         res = calib.load(d)
-        assert res.manifest["schema_version"] in (1,)
+        assert res.manifest["schema_version"] in (1, 2)
+        assert res.manifest_sealed is (res.manifest["schema_version"] >= 2)
         assert set(res.tables) >= {"knobs_quadrant", "knobs_driver", "knobs_neuron", "neuron_correction",
                                    "driver_transfer", "synapse_gain"}
         assert res.tables["neuron_correction"]["success"].all()
+        versions.add(res.manifest["schema_version"])
+    assert versions == {1, calib.SCHEMA_VERSION}  # keep one artifact of every released version

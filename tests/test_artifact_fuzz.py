@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import calib
 from calib import ArtifactError
+from calib.artifact import manifest_digest
 
 GOOD = Path(__file__).resolve().parent / "data" / "bad" / "artifacts" / "good"
 FILES = sorted(p.name for p in GOOD.iterdir())
@@ -75,10 +76,14 @@ def test_truncation_and_garbage(name, frac, tail):
                                       "schema_version", "target", "options", "name", "sha256", "bytes",
                                       "temperature_c", "num_sends_min", "knobs_driver.parquet", 0, 1]),
                      min_size=1, max_size=3),
-       value=JSON)
-def test_manifest_value_replacement(path, value):
+       value=JSON, reseal=st.booleans())
+def test_manifest_value_replacement(path, value, reseal):
+    """Edited manifests, with a stale seal (refused by it) or a recomputed one (reaching the field checks)."""
+    changed = []
+
     def mutate(p):
         m = json.loads((p / "manifest.json").read_text())
+        original = json.dumps(m, sort_keys=True)
         node = m
         for key in path[:-1]:
             if isinstance(node, dict) and key in node:
@@ -92,9 +97,15 @@ def test_manifest_value_replacement(path, value):
             node[str(last)] = value
         elif isinstance(node, list) and isinstance(last, int) and last < len(node):
             node[last] = value
+        changed.append(json.dumps(m, sort_keys=True) != original)
+        if reseal and isinstance(m.get("manifest_sha256"), str):
+            m["manifest_sha256"] = manifest_digest(m)
         (p / "manifest.json").write_text(json.dumps(m))
 
-    assert _load_mutated(mutate) in ("refused", "loaded")
+    out = _load_mutated(mutate)
+    assert out in ("refused", "loaded")
+    if not reseal and changed[0]:
+        assert out == "refused"  # any edit behind the seal's back
 
 
 @settings(settings.get_profile("artifact"))

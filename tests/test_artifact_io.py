@@ -11,7 +11,7 @@ import pytest
 from chipsim import Chip
 import calib
 from calib import (ArtifactCorrupt, ArtifactExists, ArtifactVersionError, IncompatibleArtifact, Options)
-from calib.artifact import write_artifact
+from calib.artifact import manifest_digest, write_artifact
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,12 @@ def _copy(src, tmp_path, name="copy"):
     return dst
 
 
-def _rewrite_manifest(path, edit):
+def _rewrite_manifest(path, edit, reseal=True):
+    """Edit the manifest; ``reseal`` recomputes its seal (a crafted manifest that reaches the field checks)."""
     m = json.loads((path / "manifest.json").read_text())
     edit(m)
+    if reseal and "manifest_sha256" in m:
+        m["manifest_sha256"] = manifest_digest(m)
     (path / "manifest.json").write_text(json.dumps(m))
 
 
@@ -54,7 +57,7 @@ def test_save_load_apply_is_exact(full, tmp_path):
     assert sorted(back.tables) == sorted(res.tables)
     for name in res.tables:
         pd.testing.assert_frame_equal(res.tables[name], back.tables[name], check_exact=True)
-    strip = {"tables", "files"}
+    strip = {"tables", "files", "manifest_sha256"}
     assert {k: v for k, v in back.manifest.items() if k not in strip} == \
         json.loads(json.dumps({k: v for k, v in res.manifest.items() if k not in strip}))
     fresh = Chip(4, "default")
@@ -172,11 +175,77 @@ def test_truncated_manifest(small_dir, tmp_path):
     _expect(p, ArtifactCorrupt, "not valid JSON")
 
 
-@pytest.mark.parametrize("version", [0, 2, 999, "1", None, 1.0])
+@pytest.mark.parametrize("version", [0, 3, 999, "1", None, 1.0, True])
 def test_wrong_schema_version(small_dir, tmp_path, version):
     p = _copy(small_dir, tmp_path)
     _rewrite_manifest(p, lambda m: m.__setitem__("schema_version", version))
     _expect(p, ArtifactVersionError, "schema")
+
+
+# -------------------------------------------------------- the manifest's seal
+@pytest.mark.parametrize("field, edit", [
+    ("chip_id", lambda m: m.__setitem__("chip_id", 1)),
+    ("conditions", lambda m: m["conditions"].__setitem__("temperature_tolerance_k", 50.0)),
+    ("conditions", lambda m: m["conditions"].__setitem__("num_sends_max", 64)),
+    ("target", lambda m: m["target"].__setitem__("gain_lsb_per_unit", 0.004)),
+    ("quality", lambda m: m["quality"].__setitem__("v_reset_residual_rms", 0.0)),
+    ("preset", lambda m: m["preset"].__setitem__("name", "ideal")),
+    ("failed_stages", lambda m: m.__setitem__("failed_stages", ["reset"])),
+    ("new field", lambda m: m.__setitem__("note", "trust me")),
+])
+def test_a_tampered_manifest_is_refused(small_dir, tmp_path, field, edit):
+    p = _copy(small_dir, tmp_path)
+    _rewrite_manifest(p, edit, reseal=False)
+    store_before = _snapshot(p)
+    _expect(p, ArtifactCorrupt, r"checksum mismatch in manifest\.json \(corrupt or tampered\)")
+    assert _snapshot(p) == store_before  # loading leaves everything as it was
+
+
+def test_the_seal_ignores_formatting_but_not_values(small_dir, tmp_path):
+    p = _copy(small_dir, tmp_path)
+    m = json.loads((p / "manifest.json").read_text())
+    (p / "manifest.json").write_text(json.dumps(dict(reversed(list(m.items()))), indent=7))  # same values
+    assert calib.load(p).chip_id == m["chip_id"]
+    q = _copy(small_dir, tmp_path, "q")
+    _rewrite_manifest(q, lambda m: m.pop("manifest_sha256"), reseal=False)
+    _expect(q, ArtifactCorrupt, "manifest_sha256 is missing or malformed")
+    r = _copy(small_dir, tmp_path, "r")
+    _rewrite_manifest(r, lambda m: m.__setitem__("manifest_sha256", "0" * 64), reseal=False)
+    _expect(r, ArtifactCorrupt, "checksum mismatch in manifest.json")
+    # relabelling a sealed artifact as version 1 (which had no seal) does not drop the protection
+    v = _copy(small_dir, tmp_path, "v")
+    _rewrite_manifest(v, lambda m: m.__setitem__("schema_version", 1), reseal=False)
+    _expect(v, ArtifactCorrupt, "relabelled")
+
+
+def test_a_tampered_artifact_in_a_store_is_refused_and_the_store_unchanged(small_dir, tmp_path):
+    store = calib.ArtifactStore(tmp_path / "store")
+    saved = store.save(calib.load(small_dir))
+    _rewrite_manifest(saved.path, lambda m: m.__setitem__("chip_id", 7), reseal=False)
+    before = _snapshot(store.root)
+    with pytest.raises(ArtifactCorrupt, match="checksum mismatch in manifest.json"):
+        calib.load(store.resolve("chip-0"))
+    with pytest.raises(ArtifactCorrupt, match="checksum mismatch in manifest.json"):
+        calib.load(saved.path)
+    assert _snapshot(store.root) == before
+
+
+def test_version_1_artifacts_load_unsealed_and_save_as_version_2(tmp_path):
+    from pathlib import Path
+
+    v1 = Path(__file__).resolve().parent / "data" / "artifacts" / "v1-noiseless-chip0"
+    res = calib.load(v1)
+    assert res.manifest["schema_version"] == 1 and res.manifest_sealed is False
+    assert "manifest_sha256" not in res.manifest and "weak" not in res.tables["neuron_correction"]
+    assert res.summary()["manifest_sealed"] is False
+    again = res.save(tmp_path / "v2")
+    assert again.manifest["schema_version"] == calib.SCHEMA_VERSION == 2 and again.manifest_sealed is True
+    for name in res.tables:
+        pd.testing.assert_frame_equal(res.tables[name], again.tables[name], check_exact=True)
+    # a version-1 manifest has no seal: an edit goes unnoticed (documented), a v2-only column does not
+    p = _copy(v1, tmp_path, "v1copy")
+    _rewrite_manifest(p, lambda m: m.__setitem__("created_utc", "2030-01-01T00:00:00Z"), reseal=False)
+    assert calib.load(p).manifest["created_utc"] == "2030-01-01T00:00:00Z"
 
 
 def test_wrong_kind(small_dir, tmp_path):

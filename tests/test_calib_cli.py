@@ -159,3 +159,19 @@ def test_stage_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
             p(stage, i, 3, ev)
     assert plain.getvalue().splitlines() == ["[1/3] cadc ...", "[2/3] leak ...", "[2/3] leak FAILED",
                                              "[3/3] reset SKIPPED"]
+
+
+def test_the_summary_table_shows_every_quantity_whole_within_150_characters():
+    from pathlib import Path
+
+    from cli.cmd_run import summary_lines
+
+    kept = Path(__file__).resolve().parent / "data" / "artifacts"
+    for d in sorted(kept.iterdir()):
+        summary = calib.load(d).summary()
+        lines = summary_lines(summary)
+        table = [line for line in lines if not line.startswith(("chip ", "note:"))]
+        assert max(len(line) for line in table) <= 150
+        for s in summary["steps"]:
+            row = next(line for line in lines if line.startswith(s["name"] + " "))
+            assert f" {s['quantity']} " in row and f" {s['unit']} " in row, row

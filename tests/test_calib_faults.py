@@ -105,3 +105,34 @@ def test_input_gain_spread_after_is_the_measured_neuron_gain_spread(harsh):
     ok = nc["success"]
     fitted = nc.loc[ok, "gain_exc"].std() / nc.loc[ok, "gain_exc"].median()
     assert abs(steps["synin_exc_gm"]["spread_after"] / 0.002 / fitted - 1) < 0.25
+
+
+def test_a_weak_neuron_is_flagged_not_its_synapses():
+    """Harsh chip 5: neuron 364's excitatory input gain knob ends at its maximum at ~22 % of the target.
+
+    The neuron is marked ``weak`` and failed (evidence: its gain and the knob step), its column's
+    synapses keep their relative gains (about 1) instead of all being called stuck at zero.
+    """
+    chip = Chip(5, "harsh", noise_seed=5)
+    res = calib.calibrate(chip)
+    f = chip.truth.faults()
+    nc = res.tables["neuron_correction"]
+    row = nc.loc[364]
+    assert row["weak"] and not row["success"] and not row["dead"]
+    assert 0.1 < row["gain_exc"] < 0.4 and 0.8 < row["gain_inh"] < 1.2
+    ks = res.tables["knob_steps"].xs("synin_exc_gm", level="step")
+    assert ks.loc[364, "code"] == 1022 and not ks.loc[364, "success"]
+    assert 364 in {s["name"]: s for s in res.steps}["synin_exc_gm"]["range_limited"]
+    # weak only where a gain is short by more than half; never a dead neuron
+    ge, gi = nc["gain_exc"].to_numpy(), nc["gain_inh"].to_numpy()
+    expect = ~nc["dead"].to_numpy() & ((ge < calib.tables.WEAK_GAIN) | (gi < calib.tables.WEAK_GAIN))
+    assert np.array_equal(nc["weak"].to_numpy(), expect) and nc["weak"].sum() == 1
+    # the column's synapses: what the simulator says is stuck, nothing more
+    sg = res.tables["synapse_gain"].xs((1, 364 - 256), level=("hemisphere", "column"))
+    true_zero = f["stuck_zero"][1, 0, :, 364 - 256]
+    assert np.array_equal(sg["stuck_zero_exc"].to_numpy(), true_zero)
+    assert abs(sg.loc[~sg["stuck_zero_exc"], "gain_exc"].median() - 1) < 0.02
+    # the engine's routing treats it as a failed column
+    from infer.corrections import Corrections
+
+    assert not Corrections.from_artifact(res).neuron_ok[364]

@@ -13,7 +13,9 @@ block-diagonal Jacobian, robust loss, residuals in units of each neuron's
 noise); the zero-input offsets and the one-hot column gains of the synapse
 stage enter as priors. Points whose measured or
 predicted amplitude leaves the linear range are excluded. One vector in five is
-held out to measure the model's residual.
+held out to measure the model's residual. A neuron whose fitted excitatory or
+inhibitory gain stays below :data:`calib.tables.WEAK_GAIN` of the target (its
+input-gain knob at the end of its range) is *weak* and fails.
 """
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +26,7 @@ from chipsim import COLS, N_NEURONS, ROWS, W_MAX
 from ..errors import FitDidNotConverge
 from ..problem import Meter, TableStep
 from ..probes import nanmean
+from ..tables import weak_neurons
 
 HOLD_OUT = 5  #: every HOLD_OUT-th vector is held out for validation
 MIN_POINTS = 24  #: fewer fitted points mark the neuron failed
@@ -140,11 +143,12 @@ def run(session):
     rms_col = np.sqrt(nanmean(resid ** 2, axis=1))
     points = fit_mask.sum(axis=1)
     dead, noisy = syn["dead_neuron"], off["noisy"]
-    success = (np.isfinite(res.x).reshape(3, -1).all(0) & (points >= MIN_POINTS) & ~dead & ~noisy
-               & (gain_exc > 0.3) & (gain_exc < 3) & (gain_inh > 0.3) & (gain_inh < 3))
+    weak = weak_neurons(gain_exc, gain_inh, dead)
+    success = (np.isfinite(res.x).reshape(3, -1).all(0) & (points >= MIN_POINTS) & ~dead & ~noisy & ~weak
+               & (gain_exc < 3) & (gain_inh < 3))
     session.data["neuron_fit"] = {
         "offset": offset, "gain_exc": gain_exc, "gain_inh": gain_inh, "offset_std": pstd[:, 0],
-        "gain_exc_std": pstd[:, 1], "gain_inh_std": pstd[:, 2], "points": points, "success": success,
+        "gain_exc_std": pstd[:, 1], "gain_inh_std": pstd[:, 2], "points": points, "success": success, "weak": weak,
         "residual_rms": rms_col,
     }
     noise_ms = float(nanmean(np.where(success, off["noise"], np.nan) ** 2))
@@ -152,7 +156,7 @@ def run(session):
     quality = {"heldout_residual_rms_lsb": rms, "noise_rms_lsb": float(np.sqrt(noise_ms)),
                "model_excess_rms_lsb": float(np.sqrt(max(rms ** 2 - noise_ms, 0.0))),
                "points_median": int(np.median(points)), "cost_function": float(res.cost),
-               "nfev": int(res.nfev),
+               "nfev": int(res.nfev), "weak_neurons": np.flatnonzero(weak).tolist(),
                "gain_exc_std_median": float(np.median(pstd[success, 1])) if success.any() else None,
                "gain_vs_one_hot_rms": float(np.sqrt(nanmean(((gain_exc / g0e - 1)[success]) ** 2)))
                if success.any() else None}

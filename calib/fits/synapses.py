@@ -11,7 +11,9 @@ standard error.
 
 The zero-weight run exposes stuck-at-max synapses (they pass current whatever
 is programmed) and removes their contribution from the signed runs; stuck-at-
-zero synapses pass (almost) nothing. Then, per hemisphere,
+zero synapses pass (almost) nothing, judged against the response their row and
+column lead one to expect (so a weak column or driver is not mistaken for a
+column or row of stuck synapses). Then, per hemisphere,
 ``log a[i, j] = row[i] + column[j] + residual`` (median polish over
 excitatory and inhibitory columns jointly, faulty elements excluded) gives the
 driver factor ``T31`` (activation 31 in nominal steps, median 31 per hemisphere), the neuron
@@ -139,8 +141,13 @@ def run(session):
         valid[dd] = False
         valid[:, np.concatenate([dn, dn])] = False
         sm = np.concatenate([stuck_max_exc[h], stuck_max_inh[h]], axis=1)
+        # a first guess of every cell's response from its row's and its column's medians, so that a weak
+        # column (an input gain knob at its range limit) or a weak driver is polished with its own level
+        # instead of having every synapse excluded and then mislabelled stuck at zero
+        ref = nanmedian(np.where(valid, both[h], np.nan)) if valid.any() else scale
         with np.errstate(divide="ignore", invalid="ignore"):
-            la = np.where(valid & ~sm & (both[h] > STUCK_FRACTION * scale), np.log(both[h]), np.nan)
+            guess = row_med[h][:, None] * col_med[h][None, :] / ref
+            la = np.where(valid & ~sm & (both[h] > STUCK_FRACTION * guess), np.log(both[h]), np.nan)
         row, col, _ = median_polish(la)
         expected = np.exp(row[:, None] + col[None, :])
         with np.errstate(divide="ignore", invalid="ignore"):
