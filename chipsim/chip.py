@@ -10,8 +10,9 @@ import numpy as np
 
 from .errors import ChipValueError, TruthAccessError
 from .geometry import ACT_MAX, CLOCK_NS, COLS, N_HEMISPHERES, N_NEURONS, ROWS, W_MAX, check_hemisphere
-from .knobs import KNOBS, RUN_LIMITS, default_knobs, knob_spec
-from .noise import NoiseSource
+from . import kernel
+from .knobs import RUN_LIMITS, default_knobs, knob_spec
+from .noise import NoiseStream
 from .params import draw_params, stream_rng
 from .physics import Transfer
 from .preset import load_preset
@@ -44,20 +45,35 @@ def _as_int_array(a, what, lo, hi, shape_desc):
     return arr
 
 
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _as_activations(x):
+    """``x`` as an integer array after the 0..31 check (one pass for integer input)."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    kind = arr.dtype.kind
+    if kind in "iu":
+        if arr.size:
+            # negative values become huge as unsigned: one max() checks both ends
+            top = (arr.view(_UNSIGNED[arr.dtype.itemsize]) if kind == "i" else arr).max()
+            if top > ACT_MAX:
+                lo, hi = arr.min(), arr.max()
+                bad = lo if lo < 0 else hi
+                raise ChipValueError(f"activations value {bad} outside 0..{ACT_MAX} (5-bit inputs)")
+        return arr.view(np.int64) if arr.dtype == np.uint64 else arr
+    arr = _as_int_array(arr, "activations", 0, ACT_MAX, "5-bit inputs")
+    return arr.astype(np.int64)
+
+
 def _check_run_param(name, value):
     lo, hi = RUN_LIMITS[name]
+    if value.__class__ is int and lo <= value <= hi:  # the common case, fast
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ChipValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
     if not lo <= value <= hi:
         raise ChipValueError(f"{name} must be in {lo}..{hi}, got {value}")
     return int(value)
-
-
-class _Cache:
-    """Per hemisphere and run conditions: the precomputed float32 kernel inputs."""
-
-    __slots__ = ("pulse_flat", "w_eff", "offset", "knee_hi", "sat_hi", "knee_lo", "sat_lo",
-                 "lo", "hi", "noise_std", "hi_min", "lo_max")
 
 
 class Chip:
@@ -95,8 +111,7 @@ class Chip:
         self._p = draw_params(self.chip_id, self.preset)
         if noise_seed is not None and (isinstance(noise_seed, bool) or not isinstance(noise_seed, (int, np.integer))):
             raise ChipValueError(f"noise_seed must be an integer or None, got {noise_seed!r}")
-        self._rng = np.random.default_rng(noise_seed)
-        self._noise = NoiseSource(self._rng, self.preset["noise"]["method"])
+        self._stream = NoiseStream(noise_seed)
         self._drift_rng = stream_rng(self.chip_id, "drift")
         self._knobs = default_knobs()
         self._weights = np.zeros((N_HEMISPHERES, ROWS, COLS), dtype=np.int64)
@@ -127,63 +142,22 @@ class Chip:
                                       self._drift_offset, self._temperature)
         return self._transfer
 
-    def _kernel_inputs(self, h, num_sends, wait):
+    def _plan(self, h, num_sends, wait):
         key = (h, num_sends, wait)
-        c = self._cache.get(key)
-        if c is not None:
-            return c
+        plan = self._cache.get(key)
+        if plan is not None:
+            return plan
         t = self._state()
-        c = _Cache()
-        c.pulse_flat = t.pulse_table(h, wait).astype(np.float32).ravel()
-        c.w_eff = np.ascontiguousarray(t.effective_weights(h, self._weights[h], num_sends, wait), dtype=np.float32)
-        off = t.offset(h, num_sends, wait)
-        if self.preset["rounding"] == "floor":
-            off = off - 0.5  # floor(y) == rint(y - 0.5) but for exact ties
-        c.offset = off.astype(np.float32)
         sl = slice(h * COLS, (h + 1) * COLS)
+        sat = None
         if self.preset["nonideal"]["soft_saturation"]:
-            c.knee_hi = t.knee_hi[sl].astype(np.float32)
-            c.sat_hi = t.sat_hi[sl].astype(np.float32)
-            c.knee_lo = t.knee_lo[sl].astype(np.float32)
-            c.sat_lo = t.sat_lo[sl].astype(np.float32)
-            c.hi_min = float(c.knee_hi.min())
-            c.lo_max = float(c.knee_lo.max())
-        else:
-            c.knee_hi = None
-        lo, hi = t.bounds(h)
-        c.lo, c.hi = lo.astype(np.float32), hi.astype(np.float32)
-        c.noise_std = t.noise_std[sl].astype(np.float32)
-        self._cache[key] = c
-        return c
-
-    def _vmm_hemisphere(self, h, x, num_sends, wait):
-        """Core kernel: int activations (B,128) -> int8 results (B,256)."""
-        c = self._kernel_inputs(h, num_sends, wait)
-        idx = x.astype(np.intp, copy=False) + (np.arange(ROWS, dtype=np.intp) * 32)
-        pulses = np.take(c.pulse_flat, idx)
-        y = pulses @ c.w_eff
-        y += c.offset
-        if c.knee_hi is not None:
-            self._soft_saturate(y, c)
-        self._noise.add_scaled(y, c.noise_std)
-        np.rint(y, out=y)
-        np.maximum(y, c.lo, out=y)
-        np.minimum(y, c.hi, out=y)
-        return y.astype(np.int8)
-
-    @staticmethod
-    def _soft_saturate(y, c):
-        if y.size == 0:
-            return
-        rows = np.flatnonzero((y.max(axis=1) > c.hi_min) | (y.min(axis=1) < c.lo_max))
-        if rows.size == 0:
-            return
-        sub = y[rows]
-        d = np.maximum(sub - c.knee_hi, 0)
-        sub -= d - d / (1 + d / c.sat_hi)
-        d = np.maximum(c.knee_lo - sub, 0)
-        sub += d - d / (1 + d / c.sat_lo)
-        y[rows] = sub
+            sat = (t.knee_hi[sl], t.sat_hi[sl], t.knee_lo[sl], t.sat_lo[sl])
+        plan = kernel.make_plan(
+            t.pulse_table(h, wait), t.effective_weights(h, self._weights[h], num_sends, wait),
+            t.offset(h, num_sends, wait), t.bounds(h), sat, t.noise_std[sl],
+            self.preset["noise"]["method"], self.preset["rounding"] == "floor")
+        self._cache[key] = plan
+        return plan
 
     # ------------------------------------------------------ observable: knobs
     def get_knob(self, name):
@@ -253,9 +227,6 @@ class Chip:
         return self._weights[check_hemisphere(hemisphere)].copy()
 
     # -------------------------------------------------------- observable: run
-    def _check_inputs(self, x):
-        return _as_int_array(x, "activations", 0, ACT_MAX, "5-bit inputs")
-
     def run(self, x, hemisphere=0, *, num_sends=1, wait_between_events=5):
         """Send a batch of input vectors and read the int8 results.
 
@@ -277,30 +248,33 @@ class Chip:
         """
         n = _check_run_param("num_sends", num_sends)
         wait = _check_run_param("wait_between_events", wait_between_events)
-        both = isinstance(hemisphere, str) and hemisphere == "both"
-        arr = self._check_inputs(x)
+        both = hemisphere == "both" if isinstance(hemisphere, str) else False
+        if not both:
+            h = hemisphere if (hemisphere.__class__ is int and 0 <= hemisphere <= 1) else check_hemisphere(hemisphere)
+        arr = _as_activations(x)
         if both:
             if arr.ndim != 3 or arr.shape[0] != 2 or arr.shape[2] != ROWS:
                 raise ChipValueError(f"with hemisphere='both', x must have shape (2, batch, {ROWS}), got {arr.shape}")
-            hemis = (0, 1)
+            plans = (self._plan(0, n, wait), self._plan(1, n, wait))
         else:
-            h = check_hemisphere(hemisphere)
             if arr.ndim != 2 or arr.shape[1] != ROWS:
                 raise ChipValueError(f"x must have shape (batch, {ROWS}), got {arr.shape}")
-            hemis = (h,)
             arr = arr[None]
+            plans = (self._plan(h, n, wait),)
         batch = arr.shape[1]
         if batch > MAX_BATCH:
             raise ChipValueError(f"batch of {batch} vectors exceeds the limit of {MAX_BATCH} per call")
-        out = np.empty((len(hemis), batch, COLS), dtype=np.int8)
-        events = np.count_nonzero(arr, axis=-1)  # (len(hemis), batch)
-        for k, h in enumerate(hemis):
-            out[k] = self._vmm_hemisphere(h, arr[k], n, wait)
-        per_vector = VECTOR_OVERHEAD_S + events.max(axis=0) * n * wait * CLOCK_NS * 1e-9
-        self.hw_time_s += float(per_vector.sum())
-        self.counters["runs"] += 1
-        self.counters["vectors"] += int(batch)
-        self.counters["events"] += int(events.sum()) * n
+        out, events = kernel.run(arr, plans, self._stream)
+        if both:
+            slowest = int(np.maximum(events[0], events[1]).sum())  # the hemispheres run in parallel
+            total = int(events.sum())
+        else:
+            slowest = total = int(events.sum())
+        self.hw_time_s += batch * VECTOR_OVERHEAD_S + slowest * n * wait * CLOCK_NS * 1e-9
+        c = self.counters
+        c["runs"] += 1
+        c["vectors"] += batch
+        c["events"] += total * n
         return out if both else out[0]
 
     def vmm(self, x, w, *, hemisphere=0, num_sends=1, wait_between_events=5):
@@ -311,10 +285,9 @@ class Chip:
     # ------------------------------------------------------- observable: CADC
     def _noisy_reads(self, expected, n):
         std = self.preset["noise"]["result_std_lsb"] / np.sqrt(2.0)
-        y = np.broadcast_to(expected.astype(np.float32), (n,) + expected.shape).copy()
-        self._noise.add_scaled(y, std)
-        np.rint(y, out=y)
-        return np.clip(y, 0, 255).astype(np.uint8)
+        y = np.broadcast_to(np.asarray(expected, dtype=np.float32), (n,) + expected.shape)
+        y = self._stream.noisy_round(y, std, self.preset["noise"]["method"])
+        return np.clip(y, 0, 255, out=y).astype(np.uint8)
 
     def _check_n(self, n):
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_BATCH:

@@ -44,8 +44,8 @@ class Truth:
         h = check_hemisphere(hemisphere)
         t = self._t
         x = np.asarray(x, dtype=np.intp)
-        pulses = np.take_along_axis(t.pulse_table(h, wait_between_events)[None].repeat(len(x), 0),
-                                    x[:, :, None], axis=2)[:, :, 0] if len(x) else np.zeros((0, ROWS))
+        table = t.pulse_table(h, wait_between_events)
+        pulses = np.take(table.ravel(), x + np.arange(ROWS) * table.shape[1])
         w_eff = t.effective_weights(h, self._chip._weights[h], num_sends, wait_between_events)
         y = pulses @ w_eff + t.offset(h, num_sends, wait_between_events)
         if saturate and self._chip.preset["nonideal"]["soft_saturation"]:

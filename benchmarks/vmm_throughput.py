@@ -1,0 +1,143 @@
+"""Throughput of the simulated chip against a plain float32 matmul of the same shapes.
+
+Full-chip VMM: both hemispheres in one ``chip.run(x, "both")`` call, a batch of
+4096 vectors, the ``default`` preset (every non-ideality on: mismatch, leak,
+soft saturation, raw-ADC clipping, fast noise). The reference is a plain
+``numpy.matmul`` of float32 arrays of the same shapes, 2 x (4096 x 128) @ (128 x 256),
+allocating its result like the simulator does. The two are timed interleaved in
+one process; the ratio is the median simulator time over the median reference
+time. Peak memory of one call is measured with ``tracemalloc`` (numpy's
+allocations are traced); the process's peak RSS comes from ``getrusage``.
+
+Also times the simulator back to back (a multi-threaded BLAS call just before
+slows the simulator's two threads down on a 2-core machine: the interleaved
+figure is the conservative one), and the per-call time of small batches (what
+calibration loops see).
+
+Usage::
+
+    python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--json]
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+from chipsim import Chip
+
+
+def _peak_bytes(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _median_us(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)) * 1e6
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=60, help="interleaved repeats of each (median)")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--chip", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = ap.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    chip = Chip(args.chip, args.preset, noise_seed=1)
+    for h in (0, 1):
+        chip.set_weights(rng.integers(-63, 64, (128, 256)), h)
+    x = rng.integers(0, 32, (2, args.batch, 128))
+    a = x.astype(np.float32)
+    w = rng.standard_normal((2, 128, 256)).astype(np.float32)
+
+    def sim():
+        return chip.run(x, "both")
+
+    def ref():
+        return np.matmul(a, w)
+
+    for _ in range(5):  # warm up caches, thread pool, BLAS
+        sim()
+        ref()
+    t_sim, t_ref = [], []
+    for _ in range(args.repeats):
+        for fn, ts in ((ref, t_ref), (sim, t_sim)):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    t_sim, t_ref = np.array(t_sim), np.array(t_ref)
+    time.sleep(0.3)  # let the reference's BLAS threads fall asleep (OpenBLAS spins about 0.1 s after a call)
+    t_b2b = _median_us(sim, max(args.repeats // 2, 10)) / 1e3
+    cpu0 = time.process_time()
+    for _ in range(10):
+        sim()
+    cpu_sim = (time.process_time() - cpu0) / 10
+    cpu0 = time.process_time()
+    for _ in range(10):
+        ref()
+    cpu_ref = (time.process_time() - cpu0) / 10
+
+    small = {}
+    for b in (1, 8, 64):
+        xs = rng.integers(0, 32, (b, 128))
+        x2 = rng.integers(0, 32, (2, b, 128))
+        small[b] = {"one_hemisphere_us": _median_us(lambda: chip.run(xs, 0), 300),
+                    "both_us": _median_us(lambda: chip.run(x2, "both"), 300)}
+
+    res = {
+        "preset": args.preset,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "sim_ms": float(np.median(t_sim)) * 1e3,
+        "ref_ms": float(np.median(t_ref)) * 1e3,
+        "ratio": float(np.median(t_sim) / np.median(t_ref)),
+        "ratio_p25_p75_of_pairs": [float(v) for v in np.percentile(t_sim / t_ref, [25, 75])],
+        "sim_back_to_back_ms": float(t_b2b),
+        "ratio_back_to_back": float(t_b2b / (np.median(t_ref) * 1e3)),
+        "cpu_ratio": cpu_sim / cpu_ref,
+        "sim_peak_traced_mib": _peak_bytes(sim) / 2**20,
+        "ref_peak_traced_mib": _peak_bytes(ref) / 2**20,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "small_batch": small,
+        "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+    }
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+        return res
+    print(f"full-chip VMM, preset {args.preset!r}, 2 x ({args.batch} x 128) @ (128 x 256), "
+          f"{args.repeats} interleaved repeats, {res['cpus']} CPUs, load {res['load_average'][0]:.2f}")
+    print(f"  simulator  chip.run(x, 'both')  {res['sim_ms']:7.2f} ms (median)")
+    print(f"  reference  float32 np.matmul    {res['ref_ms']:7.2f} ms (median)")
+    print(f"  ratio {res['ratio']:.2f}  (pairwise ratios, 25..75 %: {res['ratio_p25_p75_of_pairs'][0]:.2f}.."
+          f"{res['ratio_p25_p75_of_pairs'][1]:.2f}; process CPU-time ratio {res['cpu_ratio']:.2f})")
+    print(f"  simulator back to back (no matmul in between) {res['sim_back_to_back_ms']:.2f} ms: "
+          f"ratio {res['ratio_back_to_back']:.2f}")
+    print(f"  peak traced memory of one call: simulator {res['sim_peak_traced_mib']:.1f} MiB, "
+          f"reference {res['ref_peak_traced_mib']:.1f} MiB; process max RSS {res['max_rss_mib']:.0f} MiB")
+    for b, v in small.items():
+        print(f"  batch {b:3d}: {v['one_hemisphere_us']:6.1f} us per run (one hemisphere), "
+              f"{v['both_us']:6.1f} us ('both')")
+    return res
+
+
+if __name__ == "__main__":
+    main()

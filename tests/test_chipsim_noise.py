@@ -1,0 +1,239 @@
+"""chipsim: trial-to-trial noise (independence, seeding, exact dithering) and the kernel's paths."""
+import json
+
+import numpy as np
+import pytest
+
+from chipsim import Chip, kernel
+from chipsim.noise import BINOMIAL_BYTES, FastParams
+
+
+@pytest.fixture
+def linear_fast(tmp_path):
+    """The exact linear transfer (no mismatch, saturation or ADC range) with the fast 1.8 LSB noise."""
+    path = tmp_path / "linear-fast.json"
+    path.write_text(json.dumps({"name": "linear-fast", "base": "noiseless",
+                                "noise": {"result_std_lsb": 1.8, "method": "fast"}}))
+    return str(path)
+
+
+def residuals(chip, x, h=0):
+    return chip.run(x, h).astype(float) - chip.truth.expected(x, h)
+
+
+def corr(a, b):
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+# ----------------------------------------------------------- independence
+@pytest.mark.parametrize("batch", [20, 700])
+def test_noise_of_two_calls_is_independent(rng, batch):
+    chip = Chip(0, "ideal", noise_seed=1)
+    chip.set_weights(rng.integers(-30, 31, (128, 256)), 0)
+    x = rng.integers(0, 32, (batch, 128))
+    r1, r2 = residuals(chip, x), residuals(chip, x)
+    assert not np.array_equal(r1, r2)
+    assert abs(corr(r1, r2)) < 4 / np.sqrt(r1.size)
+    r3 = residuals(chip, x)
+    assert abs(corr(r1, r3)) < 4 / np.sqrt(r1.size) and abs(corr(r2, r3)) < 4 / np.sqrt(r1.size)
+
+
+def test_noise_within_a_call_is_independent(rng):
+    chip = Chip(0, "ideal", noise_seed=2)
+    w = rng.integers(-30, 31, (128, 256))
+    for h in (0, 1):
+        chip.set_weights(w, h)
+    x = rng.integers(0, 32, (1300, 128))
+    y = chip.run(np.stack([x, x]), "both").astype(float)
+    r = y - chip.truth.expected(x, 0)[None]
+    n = r[0].size
+    assert abs(corr(r[0], r[1])) < 4 / np.sqrt(n)  # the two hemispheres
+    assert abs(corr(r[0][:, 1:], r[0][:, :-1])) < 4 / np.sqrt(n)  # neighbouring columns
+    assert abs(corr(r[0][1:], r[0][:-1])) < 4 / np.sqrt(n)  # consecutive vectors
+    assert abs(corr(r[0][256:512], r[0][:256])) < 4 / np.sqrt(n / 5)  # noise blocks of 256 vectors
+    assert abs(r.mean()) < 4 * 1.82 / np.sqrt(r.size)
+
+
+# ------------------------------------------------------------------ seeds
+def _sequence(chip, xs, w):
+    chip.set_weights(w, 0)
+    chip.set_weights(-w, 1)
+    return [chip.run(xs[0], 0), chip.run(xs[1], "both"), chip.run(xs[2], 1, num_sends=2), chip.read_baseline(n=3)]
+
+
+@pytest.mark.parametrize("preset", ["default", "hxtorch-mock"])
+def test_noise_seed_reproduces_every_call(rng, preset):
+    xs = rng.integers(0, 32, (10, 128)), rng.integers(0, 32, (2, 600, 128)), rng.integers(0, 32, (300, 128))
+    w = rng.integers(-63, 64, (128, 256))
+    a = _sequence(Chip(4, preset, noise_seed=99), xs, w)
+    b = _sequence(Chip(4, preset, noise_seed=99), xs, w)
+    c = _sequence(Chip(4, preset, noise_seed=100), xs, w)
+    d = _sequence(Chip(4, preset), xs, w)
+    for u, v, o, n in zip(a, b, c, d):
+        np.testing.assert_array_equal(u, v)
+        assert not np.array_equal(u, o) and not np.array_equal(u, n)
+
+
+@pytest.mark.parametrize("batch", [40, 64, 65, 700, 1500])
+def test_both_equals_hemisphere_0_then_1(rng, batch):
+    w0, w1 = rng.integers(-63, 64, (2, 128, 256))
+    x = rng.integers(0, 32, (2, batch, 128))
+    a, b = Chip(2, "default", noise_seed=5), Chip(2, "default", noise_seed=5)
+    for c in (a, b):
+        c.set_weights(w0, 0)
+        c.set_weights(w1, 1)
+    both = a.run(x, "both", num_sends=3)
+    np.testing.assert_array_equal(both[0], b.run(x[0], 0, num_sends=3))
+    np.testing.assert_array_equal(both[1], b.run(x[1], 1, num_sends=3))
+    np.testing.assert_array_equal(a.run(x[0], 0), b.run(x[0], 0))  # and the streams stay in step
+
+
+def test_results_do_not_depend_on_threading(rng, monkeypatch):
+    x = rng.integers(0, 32, (2, 1700, 128))
+    w = rng.integers(-63, 64, (128, 256))
+    out = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("BSS2_CHIPSIM_THREADS", threads)
+        chip = Chip(5, "harsh", noise_seed=6)
+        chip.set_weights(w, 0)
+        chip.set_weights(w[::-1], 1)
+        out.append([chip.run(x, "both"), chip.run(x[0], 1), chip.counters["events"], chip.hw_time_s])
+    for u, v in zip(*out):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("preset", ["default", "harsh", "noiseless"])
+def test_the_paths_of_the_kernel_compute_the_same_numbers(rng, monkeypatch, preset):
+    """The 16-bit bulk path (with values outside its window recomputed one by one), the all-recomputed
+    path and the short float32 path give the same results for the same noise."""
+    x = rng.integers(0, 32, (2, 600, 128))
+    w = rng.integers(-63, 64, (128, 256))
+
+    def run(chip):
+        chip.set_weights(w, 0)
+        chip.set_weights(-w, 1)
+        return chip.run(x, "both"), chip.run(x[0, :50], 0), chip.run(x[1, :300], 1)
+
+    ref = run(Chip(3, preset, noise_seed=7))
+    chip = Chip(3, preset, noise_seed=7)
+    plan = chip._plan  # every value outside the 16-bit window
+    monkeypatch.setattr(chip, "_plan", lambda *a: _no_window(plan(*a)))
+    for u, v in zip(ref, run(chip)):
+        np.testing.assert_array_equal(u, v)
+    # up to one noise block (256 vectors) the short path draws the same bits
+    x = x[:, :256]
+    ref = run(Chip(3, preset, noise_seed=7))
+    monkeypatch.setattr(kernel, "SMALL_BATCH", 256)
+    for u, v in zip(ref, run(Chip(3, preset, noise_seed=7))):
+        np.testing.assert_array_equal(u, v)
+
+
+def _no_window(plan):
+    plan.win_span = None
+    return plan
+
+
+# -------------------------------------------------------------- exact mean
+def test_dithering_keeps_sub_lsb_means_exact(linear_fast):
+    """The mean result follows sub-LSB changes of the noise-free value (no integer lattice)."""
+    chip = Chip(0, linear_fast, noise_seed=8)
+    w = np.zeros((128, 256), int)
+    w[0] = np.minimum(np.arange(256) // 2 - 63, 63)  # noise-free means -3.15 .. +3.15 in steps of 0.05
+    x = np.zeros((8000, 128), int)
+    x[:, 0] = 25
+    true = 0.002 * 25 * w[0]
+    y = chip.vmm(x, w).astype(float)
+    se = y.std(axis=0) / np.sqrt(len(y))
+    err = y.mean(axis=0) - true
+    assert np.all(np.abs(err) < 4.5 * se + 1 / 256)
+    assert abs(err.mean()) < 4 * se.mean() / np.sqrt(256)
+    frac = true - np.floor(true)
+    slope = np.polyfit(frac, y.mean(axis=0) - np.floor(true), 1)[0]
+    assert slope == pytest.approx(1.0, abs=0.03)
+
+
+def test_fast_noise_distribution(linear_fast):
+    chip = Chip(0, linear_fast, noise_seed=9)
+    w = np.zeros((128, 256), int)
+    w[0] = np.arange(256) % 100 - 50
+    x = np.zeros((3000, 128), int)
+    x[:, 0] = 13
+    r = chip.vmm(x, w).astype(float) - 0.002 * 13 * w[0]
+    s = FastParams(np.array([1.8])).std()[0]
+    assert s == pytest.approx(1.8, rel=0.001)
+    assert r.std() == pytest.approx(np.sqrt(s ** 2 + 1 / 12), rel=0.01)
+    z = r / r.std()
+    kurt = np.mean(z ** 4) - 3
+    assert -0.2 < kurt < 0.0  # the dithered binomial: about -0.1 (a normal: 0)
+    bound = FastParams(np.array([1.8])).bound()
+    assert np.abs(r).max() <= np.ceil(bound + 0.5)
+    assert np.mean(np.abs(z) > 2) == pytest.approx(0.0455, abs=0.006)
+
+
+@pytest.mark.parametrize("s", [0.6, 1.0, 1.27, 1.8, 2.0, 4.0, 7.2, 20.0])
+def test_fast_noise_parameters_match_the_std(s):
+    f = FastParams(np.array([s, s]))
+    assert f.integer == (s < 10) and f.uniform and f.draws  # a noise range of 128 LSB or more: float path
+    assert f.std()[0] == pytest.approx(s, rel=0.007)
+    assert f.w[0] % 2 == 0 and f.a[0] <= f.w[0]  # an even dither width, wide enough to leave no gaps
+    assert f.bound() == pytest.approx(4 * BINOMIAL_BYTES * f.a[0] + f.w[0] / 2)
+
+
+def test_fast_noise_parameters_edge_cases():
+    f = FastParams(np.array([0.0, 0.3, 1.8]))
+    assert not f.integer and not f.uniform and f.draws
+    assert f.std() == pytest.approx([0.0, 0.3, 1.8], rel=0.007, abs=1e-12)
+    assert f.a[1] == 0 and f.w[1] == pytest.approx(0.3 * np.sqrt(12), rel=1e-4)
+    assert not FastParams(np.zeros(3)).draws
+    with pytest.raises(ValueError):
+        FastParams(np.array([-1.0]))
+
+
+def test_small_noise_takes_the_float_path_with_the_right_mean(tmp_path, rng):
+    path = tmp_path / "whisper.json"
+    path.write_text(json.dumps({"base": "ideal", "noise": {"result_std_lsb": 0.3}}))
+    chip = Chip(0, str(path), noise_seed=10)
+    chip.set_weights(rng.integers(-20, 21, (128, 256)), 0)
+    x = np.repeat(rng.integers(0, 32, (4, 128)), 1000, axis=0)
+    for xb in (x[:40], x):  # short and long paths
+        r = chip.run(xb, 0).astype(float) - chip.truth.expected(xb, 0)
+        assert abs(r.mean()) < 0.02 and 0.25 < r.std() < 0.45
+
+
+def test_gaussian_method_on_the_physical_model(tmp_path, rng):
+    path = tmp_path / "gauss.json"
+    path.write_text(json.dumps({"base": "ideal", "noise": {"method": "gaussian"}}))
+    chip = Chip(1, str(path), noise_seed=11)
+    chip.set_weights(rng.integers(-63, 64, (128, 256)), 0)
+    x = np.repeat(rng.integers(0, 32, (6, 128)), 300, axis=0)
+    r = (chip.run(x, 0).astype(float) - chip.truth.expected(x, 0)).reshape(6, 300, 256)
+    assert abs(r.mean()) < 0.02
+    assert r.std(axis=1).mean() == pytest.approx(np.sqrt(1.8 ** 2 + 1 / 12), rel=0.03)
+    z = r / r.std()
+    assert np.mean(z ** 4) - 3 == pytest.approx(0.0, abs=0.1)
+
+
+def test_reads_use_the_fast_noise_too(rng):
+    chip = Chip(0, "ideal", noise_seed=12)
+    a = chip.read_baseline(n=2000).astype(float)
+    assert a.std(axis=0).mean() == pytest.approx(np.sqrt(1.8 ** 2 / 2 + 1 / 12), rel=0.03)
+    assert abs(a.mean() - chip.truth.baseline().mean()) < 0.01
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_can_run_large_batches(rng):
+    import multiprocessing as mp
+
+    chip = Chip(0, "default", noise_seed=1)
+    x = rng.integers(0, 32, (2, 1100, 128))
+    chip.run(x, "both")  # the parent's worker thread exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        shape = pool.apply_async(_run_in_child, (x,)).get(timeout=60)
+    assert shape == (2, 1100, 256)
+
+
+def _run_in_child(x):
+    return Chip(0, "default", noise_seed=2).run(x, "both").shape
