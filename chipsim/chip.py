@@ -16,6 +16,7 @@ from .noise import NoiseStream
 from .params import draw_params, stream_rng
 from .physics import Transfer
 from .preset import load_preset
+from .validation import as_int_array
 
 MAX_BATCH = 1 << 20  #: largest batch of one run call (vectors)
 VECTOR_OVERHEAD_S = 40e-6  #: reset, baseline read and result read per vector
@@ -25,24 +26,7 @@ CADC_READ_S = 10e-6  #: one standalone CADC read of all channels
 
 
 def _as_int_array(a, what, lo, hi, shape_desc):
-    arr = np.asarray(a)
-    if arr.dtype == object:
-        raise ChipValueError(f"{what} must be a numeric array, got objects")
-    if arr.dtype.kind == "b":
-        raise ChipValueError(f"{what} must hold integers, got booleans")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise ChipValueError(f"{what} contains NaN or inf")
-        if not np.all(arr == np.rint(arr)):
-            raise ChipValueError(f"{what} must hold integers, got non-integer floats")
-    elif arr.dtype.kind not in "iu":
-        raise ChipValueError(f"{what} must hold integers, got dtype {arr.dtype}")
-    if arr.size:
-        amin, amax = arr.min(), arr.max()
-        if amin < lo or amax > hi:
-            bad = amin if amin < lo else amax
-            raise ChipValueError(f"{what} value {bad:g} outside {lo}..{hi} ({shape_desc})")
-    return arr
+    return as_int_array(a, what, lo, hi, note=shape_desc)
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}

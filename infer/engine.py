@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
+from chipsim.validation import as_int_array
 
 from .corrections import CorrectionOptions, Corrections
 from .errors import ArtifactMismatchWarning, IncompatibleArtifact, InferValueError
@@ -67,22 +68,7 @@ _RUN_LIMITS = {"num_sends": (1, 255), "wait_between_events": (1, 255)}
 def _int_array(a, what, lo, hi):
     if hasattr(a, "detach") and hasattr(a, "numpy"):  # a torch tensor: no torch import needed
         a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise InferValueError(f"{what} must be a numeric array of integers, got dtype {arr.dtype}")
-    if arr.dtype.kind == "b":
-        raise InferValueError(f"{what} must hold integers, got booleans")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise InferValueError(f"{what} contains NaN or inf")
-        if not np.all(arr == np.rint(arr)):
-            raise InferValueError(f"{what} must hold integers, got non-integer values")
-    if arr.size:
-        amin, amax = arr.min(), arr.max()
-        if amin < lo or amax > hi:
-            bad = amin if amin < lo else amax
-            raise InferValueError(f"{what} value {bad:g} outside {lo}..{hi}")
-    return arr
+    return as_int_array(a, what, lo, hi, error=InferValueError)
 
 
 def check_activations(x):
