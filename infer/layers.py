@@ -25,6 +25,14 @@ from .errors import InferValueError
 __all__ = ["Conv1d", "Conv2d", "ConvertingReLU", "Flatten", "Linear", "ReLU", "Sequential"]
 
 
+def pick_engine(layer, engine):
+    """The engine passed for this call, else the layer's own; a clear error if neither is set."""
+    engine = engine if engine is not None else layer.engine
+    if engine is None:
+        raise InferValueError(f"{type(layer).__name__} needs an engine (at construction, as .engine, or per call)")
+    return engine
+
+
 class _EngineLayer:
     """A layer that multiplies on the chip: integer weights, num_sends, wait_between_events, engine."""
 
@@ -45,10 +53,7 @@ class _EngineLayer:
         self.engine = engine
 
     def _engine(self, engine):
-        engine = engine if engine is not None else self.engine
-        if engine is None:
-            raise InferValueError(f"{type(self).__name__} needs an engine (at construction or per call)")
-        return engine
+        return pick_engine(self, engine)
 
     def _run(self):
         return {"num_sends": self.num_sends, "wait_between_events": self.wait_between_events}

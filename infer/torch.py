@@ -29,6 +29,7 @@ from chipsim.geometry import ACT_MAX, W_MAX
 
 from .engine import Y_MAX, Y_MIN, _run_param
 from .errors import InferValueError
+from .layers import pick_engine
 
 __all__ = ["Conv1d", "Conv2d", "ConvertingReLU", "Linear", "ReLU", "conv1d", "conv2d", "converting_relu",
            "matmul", "relu"]
@@ -168,10 +169,7 @@ class _ChipModule(torch.nn.Module):
         self.engine = engine
 
     def _engine(self, engine):
-        engine = engine if engine is not None else self.engine
-        if engine is None:
-            raise InferValueError(f"{type(self).__name__} needs an engine (set .engine or pass one)")
-        return engine
+        return pick_engine(self, engine)
 
     def _w(self):
         return torch.clamp(self.weight, -W_MAX, W_MAX)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import calib
 from chipsim import Chip
 from infer import Corrections, Engine, IncompatibleArtifact
 
-calib = pytest.importorskip("calib")
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
+import calib
 from chipsim import Chip
 from infer import ArtifactMismatchWarning, Engine, matmul_backend, mnist
 
-calib = pytest.importorskip("calib")
 
 N_IMAGES = 2000
 DROP = 0.005

@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
+import calib
 from chipsim import Chip
 from infer import CorrectionOptions, Corrections, Engine, InferValueError
 from infer.corrections import Faults
 from infer.routing import KINDS, FaultReport, Hemisphere, place, program
 
-calib = pytest.importorskip("calib")
 
 G = 0.002
 FAULTS = {"stuck_zero_synapses": 0.01, "stuck_max_synapses": 0.005, "dead_neurons": 0.02, "noisy_neurons": 0.01,
