@@ -9,14 +9,14 @@ one process; the ratio is the median simulator time over the median reference
 time. Peak memory of one call is measured with ``tracemalloc`` (numpy's
 allocations are traced); the process's peak RSS comes from ``getrusage``.
 
-Also times the simulator back to back (a multi-threaded BLAS call just before
-slows the simulator's two threads down on a 2-core machine: the interleaved
-figure is the conservative one), and the per-call time of small batches (what
-calibration loops see).
+Also times the simulator back to back (after a pause, so that no BLAS thread
+of the reference is still spinning), and the per-call time of small batches
+(what calibration loops see). ``--numpy`` measures the numpy path (what runs
+without numba; the same numbers, see ``chipsim.kernel``).
 
 Usage::
 
-    python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--json]
+    python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--numpy] [--json]
 """
 import argparse
 import json
@@ -55,8 +55,14 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=60, help="interleaved repeats of each (median)")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--chip", type=int, default=0)
+    ap.add_argument("--numpy", action="store_true", help="the numpy path (BSS2_CHIPSIM_JIT=0)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args(argv)
+    if args.numpy:
+        os.environ["BSS2_CHIPSIM_JIT"] = "0"
+    from chipsim.noise import jit
+
+    path = "compiled (numba)" if jit() is not None else "numpy"
 
     rng = np.random.default_rng(0)
     chip = Chip(args.chip, args.preset, noise_seed=1)
@@ -102,6 +108,7 @@ def main(argv=None):
 
     res = {
         "preset": args.preset,
+        "path": path,
         "batch": args.batch,
         "repeats": args.repeats,
         "sim_ms": float(np.median(t_sim)) * 1e3,
@@ -123,7 +130,7 @@ def main(argv=None):
         json.dump(res, sys.stdout, indent=1)
         print()
         return res
-    print(f"full-chip VMM, preset {args.preset!r}, 2 x ({args.batch} x 128) @ (128 x 256), "
+    print(f"full-chip VMM, preset {args.preset!r}, {path} path, 2 x ({args.batch} x 128) @ (128 x 256), "
           f"{args.repeats} interleaved repeats, {res['cpus']} CPUs, load {res['load_average'][0]:.2f}")
     print(f"  simulator  chip.run(x, 'both')  {res['sim_ms']:7.2f} ms (median)")
     print(f"  reference  float32 np.matmul    {res['ref_ms']:7.2f} ms (median)")

@@ -1,32 +1,44 @@
 """The batched VMM kernel: int activations in, int8 results out.
 
 Per hemisphere and run conditions a :class:`Plan` caches everything in
-float32: the pulse table, and the effective weights with one extra row that
-holds the column offsets (the matrix product adds them for free against a
-column of ones). A run is processed in blocks of up to :data:`COMPUTE_ROWS`
-vectors: gather the pulses, count the events, one matrix product, then the
-noise and the read-out.
+float32: the pulse table, the effective weights, and a row of column offsets
+(scaled, plus a constant ``base``). Every path computes, per block of vectors,
+``y = pulses @ w + offsets`` in float32 (one BLAS product, then one addition),
+then the noise and the read-out; the paths differ only in how they get there,
+and give the same numbers bit for bit.
 
 With the ``fast`` noise method (:mod:`chipsim.noise`) the product comes out
 scaled to 1/128 LSB and shifted so that every result is a 16-bit fixed-point
-number: rounding, the dither and the int8 read-out are integer operations on
-the whole block. Values outside the window where neither soft saturation nor
-clipping can act (about 0.1 % with full-range random weights) are set aside
-and recomputed together with the full model and their own noise. Runs of at
-most :data:`SMALL_BATCH` vectors take a short float32 path with as few numpy
-calls as possible (the same numbers); the ``gaussian`` method is float32
-throughout.
+number: rounding, the dither and the int8 read-out are integer operations.
+Values outside the window where neither soft saturation nor clipping can act
+(about 0.1 % with full-range random weights) are recomputed with the full
+model in float64.
 
-With two or more blocks, the event counts and matrix products run in a
-worker thread (the BLAS, held at one thread, releases the GIL for its whole
-call), up to ``SLOTS - 1`` blocks ahead, while the calling thread adds the
-noise to block ``i`` and gathers the next ones: two cores busy, few
-hand-overs of the GIL. (A multi-threaded BLAS call elsewhere in the process
-leaves OpenBLAS threads spinning for about 0.1 s, which takes a core from
-this overlap on a 2-core machine.) The noise is drawn in block order by the
-calling thread, in a layout fixed by :data:`NOISE_ROWS`, so results never
-depend on threading or block size. ``BSS2_CHIPSIM_THREADS=1`` keeps
-everything in the calling thread.
+The paths:
+
+compiled (default for runs of more than :data:`SMALL_BATCH` vectors with the ``fast`` method)
+    :mod:`chipsim._jit` (numba): per chunk of :data:`JIT_ROWS` vectors, one
+    loop gathers the pulses and counts the events, BLAS multiplies (with the
+    threads numpy's BLAS is configured for), and one loop per noise block
+    expands the block's seed into its random bits and another does the
+    offsets, noise, read-out and exact recomputation in one pass. The
+    calling thread does the loops, BLAS's own threads share the product: on
+    a 2-core machine both cores work during the product, and nothing competes
+    with BLAS's idle threads (which spin for a while after every
+    multi-threaded call).
+numpy (without numba, ``BSS2_CHIPSIM_JIT=0``, or a noise std below 0.58 LSB)
+    The same steps as whole-array numpy operations. With two or more blocks
+    the event counts and matrix products run in a worker thread (BLAS held at
+    one thread), up to ``SLOTS - 1`` blocks ahead, while the calling thread
+    adds the noise; ``BSS2_CHIPSIM_THREADS=1`` keeps everything in the
+    calling thread.
+short (at most :data:`SMALL_BATCH` vectors)
+    float32 numpy with as few calls as possible.
+gaussian (the ``gaussian`` noise method)
+    float32 numpy throughout.
+
+The noise is drawn in block order, seeded per block of :data:`NOISE_ROWS`
+vectors, so results never depend on the path, threading or block size.
 """
 import contextlib
 import os
@@ -36,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 
 from .geometry import COLS, ROWS
-from .noise import FIXED_POINT, FastParams, float_increment, fixed_increment
+from .noise import BYTES_PER_SAMPLE, FIXED_POINT, FastParams, float_increment, fixed_increment, jit, words_for
 
 NOISE_ROWS = 256  #: vectors per noise block: fixes the layout of the noise bits in the stream
 COMPUTE_ROWS = 512  #: most vectors processed as one block
@@ -61,7 +73,8 @@ class Plan:
 
     __slots__ = ("table", "w_aug", "method", "scale", "base", "shift", "fast", "integer", "gauss_std",
                  "gauss_uniform", "lo", "hi", "lo_s", "hi_s", "bounds_uniform", "sat", "sat_scaled",
-                 "sat_hi_thr", "sat_lo_thr", "sat_z", "pre_hi", "win_lo", "win_span", "event_rows", "w_rows")
+                 "sat_hi_thr", "sat_lo_thr", "sat_z", "pre_hi", "win_lo", "win_span", "event_rows", "w_rows",
+                 "off", "jit_args")
 
 
 def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_rounding):
@@ -146,6 +159,13 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
     w_aug[ROWS] = np.asarray(offset, dtype=np.float64) + base
     p.w_aug = (w_aug * sc).astype(np.float32)
     p.w_rows = p.w_aug[:ROWS]
+    p.off = p.w_aug[ROWS]
+    p.jit_args = None
+    if p.integer:  # arguments of the compiled read-out (chipsim._jit.post_fast) after y, off, raw, out
+        sat4 = np.zeros((4, COLS)) if p.sat is None else np.array(p.sat, dtype=np.float64)
+        p.jit_args = (f.A.astype(np.int32), f.k.astype(np.int32), np.float32(p.pre_hi), int(p.win_lo),
+                      -1 if p.win_span is None else int(p.win_span), float(p.scale), p.base, p.shift,
+                      sat4, p.sat is not None, p.lo.astype(np.float64), p.hi.astype(np.float64))
     return p
 
 
@@ -233,7 +253,7 @@ class _Slot:
 
     def __init__(self, rows):
         self.idx = np.empty((rows, ROWS), dtype=np.intp)
-        self.pulses = np.ones((rows, ROWS + 1), dtype=np.float32)  # last column: ones for the offsets
+        self.pulses = np.empty((rows, ROWS), dtype=np.float32)
         self.nz = np.empty((rows, ROWS), dtype=bool)
         self.y = np.empty((rows, COLS), dtype=np.float32)
 
@@ -429,7 +449,7 @@ def _gather(slot, x, task, plans):
     m = r1 - r0
     idx = slot.idx[:m]
     np.bitwise_or(x[k, r0:r1], _ROW_BASE, out=idx)
-    np.take(plans[k].table, idx, out=slot.pulses[:m, :ROWS], mode="wrap")
+    np.take(plans[k].table, idx, out=slot.pulses[:m], mode="wrap")
 
 
 def _product(slot, x, task, plans, events):
@@ -438,8 +458,9 @@ def _product(slot, x, task, plans, events):
     p = plans[k]
     m = r1 - r0
     pulses = slot.pulses[:m]
-    events[k, r0:r1] = _events(pulses[:, :ROWS], x[k, r0:r1], p, slot.nz[:m])
-    np.matmul(pulses, p.w_aug, out=slot.y[:m])
+    events[k, r0:r1] = _events(pulses, x[k, r0:r1], p, slot.nz[:m])
+    y = np.matmul(pulses, p.w_rows, out=slot.y[:m])
+    y += p.off
 
 
 def _post(slot, out, task, plans, stream, ws, fixes):
@@ -464,12 +485,70 @@ def _run_small(x, plans, stream, out, events):
             events[k] = np.count_nonzero(xk, axis=1)
             pulses = np.take(p.table, np.bitwise_or(xk, _ROW_BASE), mode="wrap")
             y = np.matmul(pulses, p.w_rows)
-            y += p.w_aug[ROWS]
+            y += p.off
             if p.method == "fast":
                 raw = stream.raw_blocks(1, batch * COLS) if p.fast.draws else None
                 _exact(y, raw, out[k], p)
             else:
                 _post_gauss(y, out[k], p, stream)
+
+
+# ------------------------------------------------------------ compiled path
+JIT_ROWS = 512  #: vectors gathered, multiplied and read out together by the compiled path
+assert JIT_ROWS % NOISE_ROWS == 0
+
+
+class _JitBuffers:
+    def __init__(self):
+        self.pulses = np.empty((JIT_ROWS, ROWS), dtype=np.float32)
+        self.y = np.empty((JIT_ROWS, COLS), dtype=np.float32)
+        self.words = np.empty(words_for(NOISE_ROWS * COLS), dtype=np.uint64)
+
+
+def _jit_buffers():
+    buf = getattr(_LOCAL, "jit", None)
+    if buf is None:
+        buf = _LOCAL.jit = _JitBuffers()
+    return buf
+
+
+_NO_RAW = np.zeros((BYTES_PER_SAMPLE, 0), dtype=np.uint8)
+
+
+def _jit_chunk(J, chunk, x, plans, out, events, seeds):
+    """Gather, multiply and read out one chunk (rows ``r0:r1`` of run ``k``) with the compiled loops."""
+    k, r0, r1, blocks = chunk
+    p = plans[k]
+    buf = _jit_buffers()
+    m = r1 - r0
+    pulses, y = buf.pulses[:m], buf.y[:m]
+    J.gather(x[k, r0:r1], p.table, pulses, events[k, r0:r1])
+    np.matmul(pulses, p.w_rows, out=y)
+    for b0, b1, s in blocks:
+        if s < 0:
+            raw = _NO_RAW
+        else:
+            n = words_for((b1 - b0) * COLS)
+            J.sfc64_fill(seeds[s], buf.words[:n])
+            raw = buf.words[:n].view(np.uint8).reshape(BYTES_PER_SAMPLE, -1)
+        J.post_fast(y[b0 - r0:b1 - r0], p.off, raw, out[k, b0:b1], *p.jit_args)
+
+
+def _run_jit(J, x, plans, stream, out, events):
+    """The compiled path: chunks of :data:`JIT_ROWS` vectors, noise seeded per noise block up front."""
+    n_runs, batch = x.shape[:2]
+    chunks, n_seeds = [], 0
+    for k, p in enumerate(plans):
+        for r0 in range(0, batch, JIT_ROWS):
+            r1 = min(r0 + JIT_ROWS, batch)
+            blocks = []
+            for b0 in range(r0, r1, NOISE_ROWS):
+                blocks.append((b0, min(b0 + NOISE_ROWS, r1), n_seeds if p.fast.draws else -1))
+                n_seeds += bool(p.fast.draws)
+            chunks.append((k, r0, r1, blocks))
+    seeds = stream.seeds(n_seeds)
+    for c in chunks:
+        _jit_chunk(J, c, x, plans, out, events, seeds)
 
 
 def run(x, plans, stream):
@@ -491,11 +570,12 @@ def run(x, plans, stream):
 
     Notes
     -----
-    Blocks are processed in stream order by the calling thread. With two or
-    more blocks the matrix products run in a worker thread (BLAS at one
-    thread, the GIL released for the whole call), up to ``SLOTS - 1`` blocks
-    ahead, while the calling thread adds the noise to block ``i`` and gathers
-    the next ones: the worker never waits for work it could be doing.
+    The path is chosen as the module docstring says: the compiled one for
+    ``fast`` plans whose noise fits the 16-bit kernel (and numba present),
+    else numpy. In the numpy path with two or more blocks the matrix
+    products run in a worker thread (BLAS at one thread, the GIL released
+    for the whole call), up to ``SLOTS - 1`` blocks ahead, while the calling
+    thread adds the noise to block ``i`` and gathers the next ones.
     """
     n_runs, batch = x.shape[:2]
     out = np.empty((n_runs, batch, COLS), dtype=np.int8)
@@ -504,6 +584,10 @@ def run(x, plans, stream):
         return out, events
     if batch <= SMALL_BATCH:
         _run_small(x, plans, stream, out, events)
+        return out, events
+    J = jit() if all(p.jit_args is not None for p in plans) else None
+    if J is not None:
+        _run_jit(J, x, plans, stream, out, events)
         return out, events
     tasks = []  # blocks in stream order: (run, first row, end row, noise blocks)
     full = batch - batch % NOISE_ROWS

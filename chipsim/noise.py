@@ -30,11 +30,16 @@ preset's ``noise.method`` chooses the distribution of ``e``:
 
 The stream is one PCG64 generator seeded by ``noise_seed``, read strictly in
 order. Each ``fast`` sample takes 24 fresh bits, laid out per block of 256
-vectors (:func:`binomial_counts`), so results do not depend on how the
-simulator splits its work, and ``run(x2, "both")`` equals ``run(x2[0], 0)``
-followed by ``run(x2[1], 1)``. Nothing is ever reused: every call reads fresh
-bits, so the noise of any two calls is independent.
+vectors (:func:`binomial_counts`); the bits of one block come from
+:data:`SFC64_LANES` interleaved SFC64 generators seeded by
+:data:`SEED_WORDS` fresh words of the PCG64 stream (:func:`sfc64_words`), so
+that blocks can be filled by a compiled loop, in any order or thread, with the
+same bits. Results therefore do not depend on how the simulator splits its
+work, and ``run(x2, "both")`` equals ``run(x2[0], 0)`` followed by
+``run(x2[1], 1)``. Nothing is ever reused: every block of every call is
+seeded afresh, so the noise of any two calls is independent.
 """
+import os
 import numpy as np
 
 BINOMIAL_BYTES = 2  #: random bytes counted per sample (B ~ Binomial(8 * BINOMIAL_BYTES, 1/2))
@@ -46,10 +51,30 @@ _B_MEAN = 4.0 * BINOMIAL_BYTES
 _B_VAR = 2.0 * BINOMIAL_BYTES
 _U_VAR = (1.0 - DITHER_LEVELS ** -2) / 12.0  #: variance of U (unit width)
 METHODS = ("fast", "gaussian")
+SFC64_LANES = 16  #: interleaved SFC64 generators per noise block
+SEED_WORDS = 3 * SFC64_LANES  #: PCG64 words that seed one noise block
+WARM_UP = 12  #: SFC64 outputs discarded after seeding (as numpy does after its own seeding)
+
+
+def jit():
+    """The compiled loops (:mod:`chipsim._jit`), or None without numba or with ``BSS2_CHIPSIM_JIT=0``."""
+    if os.environ.get("BSS2_CHIPSIM_JIT", "1") == "0":
+        return None
+    global _JIT
+    if _JIT is None:
+        try:
+            from . import _jit as mod
+        except ImportError:  # numba missing: the numpy loops compute the same numbers
+            mod = False
+        _JIT = mod
+    return _JIT or None
+
+
+_JIT = None
 
 
 def words_for(samples):
-    """64-bit stream words a ``fast`` draw of ``samples`` samples consumes (a multiple of 8 samples)."""
+    """64-bit stream words a ``fast`` draw of ``samples`` samples consumes (a multiple of 128 samples: whole words for every SFC64 lane)."""
     return samples * BYTES_PER_SAMPLE // 8
 
 
@@ -182,30 +207,63 @@ def float_increment(raw, params, cols):
     return z
 
 
+def sfc64_words(seed, n, bit_generator=None):
+    """``n`` words (a multiple of :data:`SFC64_LANES`) of one noise block seeded by ``seed``.
+
+    Generator ``j`` of :data:`SFC64_LANES` starts at the SFC64 state
+    ``(seed[3 j], seed[3 j + 1], seed[3 j + 2], 1)``, discards :data:`WARM_UP`
+    outputs and gives words ``j, j + SFC64_LANES, ...``. The numpy version of
+    :func:`chipsim._jit.sfc64_fill`.
+    """
+    bg = bit_generator if bit_generator is not None else np.random.SFC64(0)
+    out = np.empty((n // SFC64_LANES, SFC64_LANES), dtype=np.uint64)
+    for j in range(SFC64_LANES):
+        state = np.array([seed[3 * j], seed[3 * j + 1], seed[3 * j + 2], 1], dtype=np.uint64)
+        bg.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+        bg.random_raw(WARM_UP)
+        out[:, j] = bg.random_raw(n // SFC64_LANES)
+    return out.reshape(-1)
+
+
 class NoiseStream:
     """The chip's one trial-to-trial random stream (PCG64, seeded by ``noise_seed``).
 
     ``np.random.default_rng(noise_seed)`` and this stream start identically.
+    The ``fast`` method reads :data:`SEED_WORDS` words per noise block from it
+    (:meth:`seeds`) and expands them with SFC64 (:meth:`raw_blocks`).
     """
 
     def __init__(self, seed=None):
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._bg = self.rng.bit_generator
+        self._sfc = np.random.SFC64(0)
+
+    def seeds(self, n_blocks):
+        """The next ``n_blocks`` block seeds, uint64 of shape (n_blocks, SEED_WORDS)."""
+        return self._bg.random_raw(n_blocks * SEED_WORDS).reshape(n_blocks, SEED_WORDS)
 
     def raw_blocks(self, n_blocks, samples):
-        """Fresh bytes for ``n_blocks`` blocks of ``samples`` fast samples (a multiple of 8).
+        """Fresh bytes for ``n_blocks`` blocks of ``samples`` fast samples (a multiple of 128).
 
-        Returns uint8 of shape (n_blocks, BYTES_PER_SAMPLE, samples), the stream's
-        words in order.
+        Returns uint8 of shape (n_blocks, BYTES_PER_SAMPLE, samples): per block
+        the words :func:`sfc64_words` expands from the block's seed.
         """
-        words = self._bg.random_raw(n_blocks * words_for(samples))
+        seeds = self.seeds(n_blocks)
+        n = words_for(samples)
+        words = np.empty((n_blocks, n), dtype=np.uint64)
+        jit_mod = jit()
+        for b in range(n_blocks):
+            if jit_mod is not None:
+                jit_mod.sfc64_fill(seeds[b], words[b])
+            else:
+                words[b] = sfc64_words(seeds[b], n, self._sfc)
         return words.view(np.uint8).reshape(n_blocks, BYTES_PER_SAMPLE, samples)
 
     def noisy_round(self, y, std, method, floor_rounding=False):
         """``round(y + e)`` (or floor) with fresh noise of std ``std`` per last-axis column, float32.
 
         A general (not the fastest) path, used for CADC reads. ``y`` has shape
-        (..., n_columns) with ``size`` a multiple of 8 for the fast method.
+        (..., n_columns) with ``size`` a multiple of 128 for the fast method.
         """
         y = np.array(y, dtype=np.float32)
         cols = y.shape[-1]

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from chipsim import Chip, kernel
+from chipsim import Chip, kernel, noise
 from chipsim.noise import BINOMIAL_BYTES, FastParams
 
 
@@ -90,6 +90,7 @@ def test_both_equals_hemisphere_0_then_1(rng, batch):
 
 
 def test_results_do_not_depend_on_threading(rng, monkeypatch):
+    monkeypatch.setenv("BSS2_CHIPSIM_JIT", "0")  # the numpy path is the one with a worker thread
     x = rng.integers(0, 32, (2, 1700, 128))
     w = rng.integers(-63, 64, (128, 256))
     out = []
@@ -103,10 +104,12 @@ def test_results_do_not_depend_on_threading(rng, monkeypatch):
         np.testing.assert_array_equal(u, v)
 
 
+@pytest.mark.parametrize("jit", ["1", "0"])
 @pytest.mark.parametrize("preset", ["default", "harsh", "noiseless"])
-def test_the_paths_of_the_kernel_compute_the_same_numbers(rng, monkeypatch, preset):
+def test_the_paths_of_the_kernel_compute_the_same_numbers(rng, monkeypatch, preset, jit):
     """The 16-bit bulk path (with values outside its window recomputed one by one), the all-recomputed
-    path and the short float32 path give the same results for the same noise."""
+    path and the short float32 path give the same results for the same noise (compiled or numpy)."""
+    monkeypatch.setenv("BSS2_CHIPSIM_JIT", jit)
     x = rng.integers(0, 32, (2, 600, 128))
     w = rng.integers(-63, 64, (128, 256))
 
@@ -131,7 +134,91 @@ def test_the_paths_of_the_kernel_compute_the_same_numbers(rng, monkeypatch, pres
 
 def _no_window(plan):
     plan.win_span = None
+    if plan.jit_args is not None:  # the compiled read-out takes the window as an argument: -1 is none
+        plan.jit_args = plan.jit_args[:4] + (-1,) + plan.jit_args[5:]
     return plan
+
+
+# -------------------------------------------------------- the compiled path
+def test_the_compiled_path_is_what_runs(rng, monkeypatch):
+    """numba is a dependency; without this, the comparisons below would compare numpy with itself."""
+    monkeypatch.delenv("BSS2_CHIPSIM_JIT", raising=False)
+    assert noise.jit() is not None
+    calls = []
+    run_jit = kernel._run_jit
+    monkeypatch.setattr(kernel, "_run_jit", lambda *a: calls.append(a[1].shape) or run_jit(*a))
+    chip = Chip(0, "default", noise_seed=1)
+    chip.run(rng.integers(0, 32, (2, 300, 128)), "both")
+    chip.run(rng.integers(0, 32, (30, 128)), 0)  # the short path
+    assert calls == [(2, 300, 128)]
+
+
+@pytest.fixture
+def wide_noise(tmp_path):
+    """The default chip with 5 LSB of noise: a dither 4 LSB wide (k = 2), noisy neurons at 20 LSB."""
+    path = tmp_path / "wide-noise.json"
+    path.write_text(json.dumps({"name": "wide-noise", "base": "harsh", "noise": {"result_std_lsb": 5.0}}))
+    return str(path)
+
+
+@pytest.mark.parametrize("preset, sends, batch", [
+    ("default", 1, 1300), ("default", 8, 513), ("harsh", 3, 777), ("noiseless", 1, 600), ("ideal", 2, 256),
+    ("wide", 1, 300)])
+def test_compiled_and_numpy_paths_agree_bit_for_bit(rng, monkeypatch, wide_noise, preset, sends, batch):
+    """Same seed, same numbers: partial blocks, saturation and clipping (recomputed in float64),
+    per-column noise (noisy neurons), dead drivers, other integer dtypes, counters and hardware time."""
+    preset = wide_noise if preset == "wide" else preset
+    x = rng.integers(0, 32, (2, batch, 128))
+    x[:, ::7, 5] = 0
+    w = rng.integers(-63, 64, (128, 256))
+
+    def session(jit):
+        monkeypatch.setenv("BSS2_CHIPSIM_JIT", jit)
+        chip = Chip(3, preset, noise_seed=7)
+        chip.set_weights(w, 0)
+        chip.set_weights(-w, 1)
+        return [chip.run(x, "both", num_sends=sends), chip.run(x[1], 1, wait_between_events=9),
+                chip.run(x[0, :200].astype(np.uint8), 0), chip.run(np.asfortranarray(x[1, :170]), 0),
+                chip.counters["events"], chip.hw_time_s]
+
+    compiled, plain = session("1"), session("0")
+    for u, v in zip(compiled, plain):
+        np.testing.assert_array_equal(u, v)
+    if sends == 8:  # the recomputation ran: results at the rails and in the soft saturation
+        assert (compiled[0] == 127).any() and (compiled[0] < -100).any()
+
+
+def test_compiled_sfc64_is_numpys(rng):
+    from chipsim import _jit
+
+    seed = np.random.PCG64(int(rng.integers(1 << 62))).random_raw(noise.SEED_WORDS)
+    n = noise.SFC64_LANES * 37
+    out = np.empty(n, dtype=np.uint64)
+    _jit.sfc64_fill(seed, out)
+    np.testing.assert_array_equal(out, noise.sfc64_words(seed, n))
+    lane3 = np.random.SFC64(0)  # lane 3 by hand: state (s9, s10, s11, 1), 12 outputs discarded
+    lane3.state = {"bit_generator": "SFC64", "state": {"state": np.array([*seed[9:12], 1], dtype=np.uint64)},
+                   "has_uint32": 0, "uinteger": 0}
+    np.testing.assert_array_equal(out[3::noise.SFC64_LANES], lane3.random_raw(12 + 37)[12:])
+    with pytest.raises(ValueError, match="seed words"):
+        _jit.sfc64_fill(seed[:-1], out)
+    with pytest.raises(ValueError, match="seed words"):
+        _jit.sfc64_fill(seed, out[:-1])
+
+
+def test_compiled_loops_refuse_mismatched_buffers(rng):
+    """numba does not check bounds: the loops check their shapes instead of writing past a buffer."""
+    from chipsim import _jit
+
+    chip = Chip(0, "default", noise_seed=1)
+    p = chip._plan(0, 1, 5)
+    x = rng.integers(0, 32, (10, 128))
+    with pytest.raises(ValueError, match="shapes"):
+        _jit.gather(x, p.table, np.empty((9, 128), np.float32), np.empty(10, np.int64))
+    y = np.zeros((4, 256), np.float32)
+    raw = np.zeros((3, 3 * 256), np.uint8)  # one row short
+    with pytest.raises(ValueError, match="shapes"):
+        _jit.post_fast(y, p.off, raw, np.empty((4, 256), np.int8), *p.jit_args)
 
 
 # -------------------------------------------------------------- exact mean
