@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/accuracy.py [--limit N] [--calibration calib|oracle] [--store DIR] [--json PATH]
+    python benchmarks/accuracy.py [--limit N] [--calibration calib|oracle] [--store DIR] [--json PATH] [--seeds N]
 
 Rows (full 10k test set unless ``--limit``): float software; the float-trained
 integer model on the ``hxtorch-mock`` preset, on ``default`` chip 0 uncalibrated
@@ -118,6 +118,8 @@ def main(argv=None):
     ap.add_argument("--int-weights", type=Path, default=MODELS / "mnist_int.npz")
     ap.add_argument("--hil-weights", type=Path, default=MODELS / "mnist_hil.npz")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument("--seeds", type=int, default=0,
+                    help="also run calibrated chip 0 (float-trained and HIL weights) with this many other noise seeds")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -155,6 +157,15 @@ def main(argv=None):
     add("float-trained weights, four other calibrated chips", "float-trained", others,
         [run(m_int, images, labels, c, PRESET, arts[c], 100 + c) for c in OTHER_CHIPS])
 
+    spread = {}
+    if args.seeds:
+        for name, model in (("float-trained", m_int), ("HIL", m_hil)):
+            accs = [run(model, images, labels, 0, PRESET, arts[0], 1000 + i)["accuracy"] for i in range(args.seeds)]
+            spread[name] = {"seeds": list(range(1000, 1000 + args.seeds)), "accuracies": accs,
+                            "mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
+            log.info("calibrated chip 0, %s, %d noise seeds: %.2f +- %.2f %% (%.2f..%.2f)", name, len(accs),
+                     100 * np.mean(accs), 100 * spread[name]["std"], 100 * min(accs), 100 * max(accs))
+
     targets = {
         "calibrated_hil_at_least_98.0": hil["accuracy"] >= 0.980,
         "calibrated_hil_within_0.3_of_float": hil["accuracy"] >= float_acc - 0.003,
@@ -162,7 +173,7 @@ def main(argv=None):
     }
     out = {"images": int(len(labels)), "calibration": args.calibration, "artifacts": where, "rows": rows,
            "throughput": {k: calibrated[k] for k in ("images_per_s", "hw_us_per_image", "wall_s", "hw_time_s")},
-           "targets": targets}
+           "targets": targets, "noise_seeds": spread}
     print(markdown(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=float))
@@ -183,6 +194,10 @@ def markdown(out):
                  f"{t['images_per_s']:.0f} images/s wall, {t['hw_us_per_image']:.0f} us simulated hardware time "
                  f"per image.")
     lines.append("Targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in out["targets"].items()))
+    for name, v in out.get("noise_seeds", {}).items():
+        a = 100 * np.array(v["accuracies"])
+        lines.append(f"Calibrated chip 0, {name} weights, {len(a)} other noise seeds: {a.mean():.2f} +- "
+                     f"{100 * v['std']:.2f} % ({a.min():.2f}..{a.max():.2f})")
     return "\n".join(lines)
 
 

@@ -6,13 +6,16 @@ Every function here computes exactly what the numpy path of
 :mod:`chipsim.kernel` computes with the same bits, element by element:
 ``tests/test_chipsim_noise.py`` runs both and compares the results bit for bit.
 
-- :func:`sfc64_fill`: the stream words of one noise block (SFC64, seeded by
-  three words of the chip's noise stream, see :mod:`chipsim.noise`);
+- :func:`sfc64_fill`: the random words of one noise block (16 interleaved
+  SFC64 generators seeded by 48 words of the chip's noise stream, see
+  :mod:`chipsim.noise`);
 - :func:`gather`: the pulses of a block of activation vectors, and their
   event counts;
 - :func:`post_fast`: offsets, the 16-bit fixed-point read-out with its noise,
   and the exact recomputation of the few values outside the 16-bit window (soft
   saturation, clipping), in one pass per row of results.
+
+numba does not check bounds: every loop checks the shapes of its buffers first.
 """
 import numpy as np
 from numba import njit, types

@@ -310,12 +310,14 @@ def test_reads_use_the_fast_noise_too(rng):
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_child_can_run_large_batches(rng):
+@pytest.mark.parametrize("jit", ["1", "0"])
+def test_a_forked_child_can_run_large_batches(rng, monkeypatch, jit):
     import multiprocessing as mp
 
+    monkeypatch.setenv("BSS2_CHIPSIM_JIT", jit)
     chip = Chip(0, "default", noise_seed=1)
     x = rng.integers(0, 32, (2, 1100, 128))
-    chip.run(x, "both")  # the parent's worker thread exists now
+    chip.run(x, "both")  # the parent's worker thread (numpy path) or BLAS threads (compiled path) exist now
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
         shape = pool.apply_async(_run_in_child, (x,)).get(timeout=60)
