@@ -18,6 +18,7 @@ Every function here computes exactly what the numpy path of
 numba does not check bounds: every loop checks the shapes of its buffers first.
 """
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
@@ -30,7 +31,7 @@ _SHIFT_11 = np.uint64(11)
 _SHIFT_3 = np.uint64(3)
 _ROT_L = np.uint64(24)
 _ROT_R = np.uint64(40)
-_GROUP = 32  #: columns checked against the window together (a flagged group is recomputed element by element)
+_GROUP = 32  #: columns whose window flags form one 32-bit mask (the flagged ones are recomputed one by one)
 
 
 @intrinsic
@@ -41,6 +42,18 @@ def _popcount(typingctx, val):
 
     def codegen(context, builder, signature, args):
         return builder.ctpop(args[0])
+
+    return val(val), codegen
+
+
+@intrinsic
+def _trailing_zeros(typingctx, val):
+    """Index of the lowest set bit of a non-zero integer (LLVM's cttz)."""
+    if not isinstance(val, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
 
     return val(val), codegen
 
@@ -121,8 +134,9 @@ def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shi
         Fixed-point noise ``A B + K j`` per column.
     pre_hi : float32
         Highest value converted to 16 bits.
-    win_lo, win_span : int
-        The window of ``v``; ``win_span < 0``: no window (recompute everything).
+    win_lo, win_span : int32 (256,)
+        The window of ``v`` per column, ``win_lo[c] <= v <= win_lo[c] + win_span[c]``
+        (a start beyond 65535: every value of the column is recomputed).
     scale : float
     base, shift : float64 (256,)
     sat : float64 (4, 256)
@@ -135,11 +149,10 @@ def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shi
     if (y.shape[1] != COLS or out.shape[0] != m or out.shape[1] != COLS or off.size != COLS
             or (noisy and (raw.shape[0] < 3 or raw.shape[1] < m * COLS))):
         raise ValueError("post_fast: shapes do not match")
+    if win_lo.size != COLS or win_span.size != COLS:
+        raise ValueError("post_fast: shapes do not match")
     t = np.zeros(COLS, dtype=np.int32)
     zero = np.float32(0.0)
-    wl = np.int32(win_lo)
-    ws = np.uint32(win_span)
-    everything = win_span < 0
     for i in range(m):
         s0 = i * COLS
         if noisy:
@@ -147,29 +160,26 @@ def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shi
                 b = np.int32(_popcount(raw[0, s0 + c])) + np.int32(_popcount(raw[1, s0 + c]))
                 t[c] = A[c] * b + K[c] * np.int32(raw[2, s0 + c])
         for g in range(0, COLS, _GROUP):
-            bad = np.uint32(0)
+            bad = np.uint32(0)  # bit j: column g + j lies outside its window
             for c in range(g, g + _GROUP):
                 f = y[i, c] + off[c]
                 f = f if f > zero else zero
                 f = f if f < pre_hi else pre_hi
                 vi = np.int32(f)  # f >= 0: truncation is floor
-                bad |= np.uint32(np.uint32(vi - wl) > ws)  # below the window wraps around
+                outside = np.uint32(np.uint32(vi - win_lo[c]) > np.uint32(win_span[c]))  # below wraps around
+                bad |= outside << np.uint32(c - g)
                 out[i, c] = np.int8(((vi + t[c]) >> 7) & 0xFF)  # BIAS is a multiple of 256
-            if bad or everything:  # the full model for the values outside the window
-                for c in range(g, g + _GROUP):
-                    f = y[i, c] + off[c]
-                    f = f if f > zero else zero
-                    f = f if f < pre_hi else pre_hi
-                    if not everything and np.uint32(np.int32(f) - wl) <= ws:
-                        continue
-                    mean = np.float64(y[i, c] + off[c]) / scale - base[c]
-                    if has_sat:
-                        e = max(mean - sat[0, c], 0.0)
-                        mean -= e - e / (1 + e / sat[1, c])
-                        e = max(sat[2, c] - mean, 0.0)
-                        mean += e - e / (1 + e / sat[3, c])
-                    z = mean + shift[c]
-                    if noisy:
-                        z += t[c] / 128.0
-                    z = min(max(np.floor(z), lo[c]), hi[c])
-                    out[i, c] = np.int8(z)
+            while bad:  # the full model for the values outside the window, lowest bit first
+                c = g + np.int64(_trailing_zeros(bad))
+                bad &= bad - np.uint32(1)
+                mean = np.float64(y[i, c] + off[c]) / scale - base[c]
+                if has_sat:
+                    e = max(mean - sat[0, c], 0.0)
+                    mean -= e - e / (1 + e / sat[1, c])
+                    e = max(sat[2, c] - mean, 0.0)
+                    mean += e - e / (1 + e / sat[3, c])
+                z = mean + shift[c]
+                if noisy:
+                    z += t[c] / 128.0
+                z = min(max(np.floor(z), lo[c]), hi[c])
+                out[i, c] = np.int8(z)

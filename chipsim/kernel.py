@@ -48,7 +48,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 
 from .geometry import COLS, ROWS
-from .noise import BYTES_PER_SAMPLE, FIXED_POINT, FastParams, float_increment, fixed_increment, jit, words_for
+from .noise import (BINOMIAL_BYTES, BYTES_PER_SAMPLE, DITHER_LEVELS, FIXED_POINT, FastParams, float_increment,
+                    fixed_increment, jit, words_for)
 
 NOISE_ROWS = 256  #: vectors per noise block: fixes the layout of the noise bits in the stream
 COMPUTE_ROWS = 512  #: most vectors processed as one block
@@ -163,10 +164,39 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
     p.jit_args = None
     if p.integer:  # arguments of the compiled read-out (chipsim._jit.post_fast) after y, off, raw, out
         sat4 = np.zeros((4, COLS)) if p.sat is None else np.array(p.sat, dtype=np.float64)
-        p.jit_args = (f.A.astype(np.int32), f.k.astype(np.int32), np.float32(p.pre_hi), int(p.win_lo),
-                      -1 if p.win_span is None else int(p.win_span), float(p.scale), p.base, p.shift,
-                      sat4, p.sat is not None, p.lo.astype(np.float64), p.hi.astype(np.float64))
+        win_lo, win_span = _column_windows(p, lo, hi, f)
+        p.jit_args = (f.A.astype(np.int32), f.k.astype(np.int32), np.float32(p.pre_hi), win_lo, win_span,
+                      float(p.scale), p.base, p.shift, sat4, p.sat is not None, p.lo.astype(np.float64),
+                      p.hi.astype(np.float64))
     return p
+
+
+_NO_WINDOW = 1 << 20  #: a window start beyond every 16-bit value: the column is always recomputed
+
+
+def _column_windows(p, lo, hi, f):
+    """Per-column windows of ``floor(y)`` for the compiled read-out: start and span, int32 (256,) each.
+
+    The same conditions as the plan's one window, column by column: a noisy
+    column (larger noise range) or one with a narrow ADC range no longer
+    narrows the window of all the others. Inside any window the 16-bit path
+    and the float64 recomputation give the same result, so the choice of
+    window changes the speed only (the tests compare against the numpy path,
+    which uses the common window).
+    """
+    sc = p.scale
+    t_max = 8 * BINOMIAL_BYTES * f.A + (DITHER_LEVELS - 1) * f.k
+    w_lo = sc * (lo + BIAS)
+    w_hi = sc * (hi + BIAS + 1) - t_max - 1.0
+    if p.sat is not None:
+        knee_hi, _, knee_lo, _ = p.sat
+        w_lo = np.maximum(w_lo, sc * (knee_lo + p.base))
+        w_hi = np.minimum(w_hi, sc * (knee_hi + p.base))
+    w_lo, w_hi = np.ceil(w_lo), np.floor(w_hi) - 1
+    empty = w_hi < w_lo
+    start = np.where(empty, _NO_WINDOW, w_lo).astype(np.int32)
+    span = np.where(empty, 0, w_hi - w_lo).astype(np.int32)
+    return start, span
 
 
 # ------------------------------------------------------------------ threading

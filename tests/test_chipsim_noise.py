@@ -134,8 +134,9 @@ def test_the_paths_of_the_kernel_compute_the_same_numbers(rng, monkeypatch, pres
 
 def _no_window(plan):
     plan.win_span = None
-    if plan.jit_args is not None:  # the compiled read-out takes the window as an argument: -1 is none
-        plan.jit_args = plan.jit_args[:4] + (-1,) + plan.jit_args[5:]
+    if plan.jit_args is not None:  # the compiled read-out takes per-column windows: none anywhere
+        no = np.full(256, kernel._NO_WINDOW, dtype=np.int32)
+        plan.jit_args = plan.jit_args[:3] + (no, np.zeros(256, np.int32)) + plan.jit_args[5:]
     return plan
 
 
