@@ -39,7 +39,9 @@ work, and ``run(x2, "both")`` equals ``run(x2[0], 0)`` followed by
 ``run(x2[1], 1)``. Nothing is ever reused: every block of every call is
 seeded afresh, so the noise of any two calls is independent.
 """
+import logging
 import os
+
 import numpy as np
 
 BINOMIAL_BYTES = 2  #: random bytes counted per sample (B ~ Binomial(8 * BINOMIAL_BYTES, 1/2))
@@ -63,14 +65,24 @@ def jit():
     global _JIT
     if _JIT is None:
         try:
-            from . import _jit as mod
+            mod = _load_jit()
         except ImportError:  # numba missing: the numpy loops compute the same numbers
+            mod = False
+        except RuntimeError as e:  # numba present but unusable (e.g. no writable cache directory)
+            logging.getLogger("chipsim").warning("compiled kernel unavailable (%s); using numpy (same results, "
+                                                 "slower); NUMBA_CACHE_DIR can name a writable cache", e)
             mod = False
         _JIT = mod
     return _JIT or None
 
 
 _JIT = None
+
+
+def _load_jit():
+    from . import _jit
+
+    return _jit
 
 
 def words_for(samples):

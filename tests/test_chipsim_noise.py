@@ -154,6 +154,20 @@ def test_the_compiled_path_is_what_runs(rng, monkeypatch):
     assert calls == [(2, 300, 128)]
 
 
+@pytest.mark.parametrize("error", [ImportError("No module named 'numba'"), RuntimeError("cannot cache function")])
+def test_without_usable_numba_the_numpy_path_runs(rng, monkeypatch, caplog, error):
+    def fail():
+        raise error
+
+    monkeypatch.delenv("BSS2_CHIPSIM_JIT", raising=False)
+    monkeypatch.setattr(noise, "_JIT", None)
+    monkeypatch.setattr(noise, "_load_jit", fail)
+    x = rng.integers(0, 32, (300, 128))
+    chip = Chip(0, "default", noise_seed=3)
+    assert chip.run(x, 0).shape == (300, 256) and noise.jit() is None
+    assert ("compiled kernel unavailable" in caplog.text) == isinstance(error, RuntimeError)
+
+
 @pytest.fixture
 def wide_noise(tmp_path):
     """The default chip with 5 LSB of noise: a dither 4 LSB wide (k = 2), noisy neurons at 20 LSB."""
