@@ -99,7 +99,8 @@ def gather(x, table, pulses, events):
     the flat (128 * 32,) float32 pulse table.
     """
     m = x.shape[0]
-    if x.shape[1] != ROWS or pulses.shape[0] < m or pulses.shape[1] != ROWS or events.size < m or table.size != 32 * ROWS:
+    if (x.shape[1] != ROWS or pulses.shape[0] < m or pulses.shape[1] != ROWS or events.size < m
+            or table.size != 32 * ROWS):
         raise ValueError("gather: shapes do not match")
     for i in range(m):
         for r in range(ROWS):
@@ -117,9 +118,10 @@ def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shi
 
     Row by row: the fixed-point noise ``t = A B + K j``; ``v = floor(y + off)``
     (clipped into 0..pre_hi first) and ``result = ((v + t) >> 7) - BIAS`` as the
-    low byte; then, if any ``v`` of the row lies outside the window where that
-    is exact, those results again with the full model in float64 (soft
-    saturation of the mean, rounding, clipping), as ``chipsim.kernel._recompute``.
+    low byte; then the results whose ``v`` lies outside its column's window (where
+    that is exact) again with the full model in float64 (soft saturation of the
+    mean, rounding, clipping), as ``chipsim.kernel._recompute``; a 32-bit mask per
+    group of 32 columns finds them.
 
     Parameters
     ----------

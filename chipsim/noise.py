@@ -86,7 +86,7 @@ def _load_jit():
 
 
 def words_for(samples):
-    """64-bit stream words a ``fast`` draw of ``samples`` samples consumes (a multiple of 128 samples: whole words for every SFC64 lane)."""
+    """64-bit words a ``fast`` draw of ``samples`` samples takes (``samples`` a multiple of 128: whole words per lane)."""
     return samples * BYTES_PER_SAMPLE // 8
 
 
