@@ -16,7 +16,8 @@ without numba; the same numbers, see ``chipsim.kernel``).
 
 Usage::
 
-    python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--numpy] [--json]
+    python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--numpy]
+        [--dtype int64|int32|uint8] [--json]
 """
 import argparse
 import json
@@ -56,6 +57,8 @@ def main(argv=None):
     ap.add_argument("--preset", default="default")
     ap.add_argument("--chip", type=int, default=0)
     ap.add_argument("--numpy", action="store_true", help="the numpy path (BSS2_CHIPSIM_JIT=0)")
+    ap.add_argument("--dtype", default="int64", choices=("int64", "int32", "uint8"),
+                    help="dtype of the activations (numpy's default integer is int64)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args(argv)
     if args.numpy:
@@ -68,7 +71,7 @@ def main(argv=None):
     chip = Chip(args.chip, args.preset, noise_seed=1)
     for h in (0, 1):
         chip.set_weights(rng.integers(-63, 64, (128, 256)), h)
-    x = rng.integers(0, 32, (2, args.batch, 128))
+    x = rng.integers(0, 32, (2, args.batch, 128)).astype(args.dtype)
     a = x.astype(np.float32)
     w = rng.standard_normal((2, 128, 256)).astype(np.float32)
 
@@ -109,6 +112,7 @@ def main(argv=None):
     res = {
         "preset": args.preset,
         "path": path,
+        "dtype": args.dtype,
         "batch": args.batch,
         "repeats": args.repeats,
         "sim_ms": float(np.median(t_sim)) * 1e3,
@@ -130,7 +134,8 @@ def main(argv=None):
         json.dump(res, sys.stdout, indent=1)
         print()
         return res
-    print(f"full-chip VMM, preset {args.preset!r}, {path} path, 2 x ({args.batch} x 128) @ (128 x 256), "
+    print(f"full-chip VMM, preset {args.preset!r}, {path} path, {args.dtype} activations, "
+          f"2 x ({args.batch} x 128) @ (128 x 256), "
           f"{args.repeats} interleaved repeats, {res['cpus']} CPUs, load {res['load_average'][0]:.2f}")
     print(f"  simulator  chip.run(x, 'both')  {res['sim_ms']:7.2f} ms (median)")
     print(f"  reference  float32 np.matmul    {res['ref_ms']:7.2f} ms (median)")
