@@ -9,6 +9,8 @@ Every function here computes exactly what the numpy path of
 - :func:`sfc64_fill`: the random words of one noise block (16 interleaved
   SFC64 generators seeded by 48 words of the chip's noise stream, see
   :mod:`chipsim.noise`);
+- :func:`narrow`: the range check of the activations and their copy to
+  uint8, in one pass;
 - :func:`gather`: the pulses of a block of activation vectors, and their
   event counts;
 - :func:`post_fast`: offsets, the 16-bit fixed-point read-out with its noise,
@@ -89,6 +91,25 @@ def sfc64_fill(seed, out):
             c[j] = ((c[j] << _ROT_L) | (c[j] >> _ROT_R)) + tmp
             out[i * LANES + j] = tmp
         w += _ONE
+
+
+@njit(nogil=True, cache=True)
+def narrow(x, out):
+    """``out[i] = x[i]`` as uint8 for unsigned integers ``x`` (1-d); returns ``max(x)``.
+
+    The activations' range check and their conversion to one byte in one
+    pass (the caller passes signed input viewed as unsigned, so negative
+    values count as huge). ``out`` is only meaningful when the maximum is
+    below 256.
+    """
+    if out.size != x.size:
+        raise ValueError("narrow: shapes do not match")
+    top = x.dtype.type(0) if x.size == 0 else x[0]
+    for i in range(x.size):
+        v = x[i]
+        top = max(top, v)
+        out[i] = np.uint8(v & 0xFF)
+    return top
 
 
 @njit(nogil=True, cache=True)

@@ -203,6 +203,35 @@ def test_compiled_and_numpy_paths_agree_bit_for_bit(rng, monkeypatch, wide_noise
         assert (compiled[0] == 127).any() and (compiled[0] < -100).any()
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16])
+def test_wide_activations_are_checked_and_narrowed_in_one_pass(rng, monkeypatch, dtype):
+    """Large int arrays are range-checked and copied to uint8 by one compiled loop: the same results, the
+    same errors, the caller's array untouched."""
+    from chipsim import chip as chip_module
+
+    x = rng.integers(0, 32, (2, 300, 128)).astype(dtype)
+    w = rng.integers(-63, 64, (128, 256))
+    kept = x.copy()
+
+    def session(narrow_min):
+        monkeypatch.setattr(chip_module, "NARROW_MIN", narrow_min)
+        chip = Chip(1, "default", noise_seed=4)
+        chip.set_weights(w, 0)
+        chip.set_weights(-w, 1)
+        return chip.run(x, "both"), chip.run(x[0], 1)
+
+    for u, v in zip(session(1), session(1 << 40)):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(x, kept)
+    monkeypatch.setattr(chip_module, "NARROW_MIN", 1)
+    assert chip_module._as_activations(x).dtype == np.uint8  # the narrowing is what ran above
+    for bad in ([-3] if np.issubdtype(dtype, np.signedinteger) else []) + [32, 300]:
+        y = x.copy()
+        y[1, 299, 127] = bad
+        with pytest.raises(ValueError, match=f"activations value {bad} outside 0..31"):
+            Chip(1, "default").run(y, "both")
+
+
 def test_compiled_sfc64_is_numpys(rng):
     from chipsim import _jit
 
