@@ -51,12 +51,12 @@ def _as_activations(x):
             J = jit() if arr.dtype.itemsize > 1 and arr.size >= NARROW_MIN and arr.flags.c_contiguous else None
             if J is not None:
                 small = np.empty(arr.shape, dtype=np.uint8)
-                if J.narrow(unsigned.reshape(-1), small.reshape(-1)) <= ACT_MAX:
+                in_range = J.narrow(unsigned.reshape(-1), small.reshape(-1)) <= ACT_MAX
+                if in_range:
                     return small
-                top = ACT_MAX + 1
             else:
-                top = unsigned.max()
-            if top > ACT_MAX:
+                in_range = unsigned.max() <= ACT_MAX
+            if not in_range:
                 lo, hi = arr.min(), arr.max()
                 bad = lo if lo < 0 else hi
                 raise ChipValueError(f"activations value {bad} outside 0..{ACT_MAX} (5-bit inputs)")

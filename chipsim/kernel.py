@@ -13,8 +13,8 @@ number: rounding, the dither and the int8 read-out are integer operations.
 Values outside the window where neither soft saturation nor clipping can act
 are recomputed with the full model in float64 (the compiled path has one window
 per column, well under 0.1 % of the values with full-range random weights; the
-numpy path one window for all columns, 0.1 % on the default chip and 6 % on a
-``harsh`` one). Inside a window both computations are exact, so the choice of
+numpy path the intersection of those windows for all columns, 0.1 % on the
+default chip and about 5 % on a ``harsh`` one). Inside a window both computations are exact, so the choice of
 window never changes a result.
 
 The paths:
@@ -149,11 +149,9 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         # below -128 and y > 65535 - t_max one above 127 whatever the noise (t_max < 2**14);
         # such values are outside the window below and get recomputed.
         p.pre_hi = np.float32(_U16_MAX - f.t_max)
-        # window of floor(y) where neither clipping (floor(y) >= 128 (lo + BIAS) and
-        # floor(y) + t_max < 128 (hi + BIAS + 1)) nor soft saturation (y within the knees) acts
-        w_lo = max(sc * (lo.max() + BIAS), p.sat_lo_thr)
-        w_hi = min(sc * (hi.min() + BIAS + 1) - f.t_max - 1.0, p.sat_hi_thr)
-        w_lo, w_hi = int(np.ceil(w_lo)), int(np.floor(w_hi)) - 1
+        # the numpy path's one window: where every column's window holds
+        col_lo, col_span = _column_windows(p, lo, hi, f)
+        w_lo, w_hi = int(col_lo.max()), int((col_lo + col_span).min())
         if w_hi >= w_lo:
             p.win_lo, p.win_span = np.uint16(w_lo), np.uint16(w_hi - w_lo)
         else:
@@ -167,8 +165,7 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
     p.jit_args = None
     if p.integer:  # arguments of the compiled read-out (chipsim._jit.post_fast) after y, off, raw, out
         sat4 = np.zeros((4, COLS)) if p.sat is None else np.array(p.sat, dtype=np.float64)
-        win_lo, win_span = _column_windows(p, lo, hi, f)
-        p.jit_args = (f.A.astype(np.int32), f.k.astype(np.int32), np.float32(p.pre_hi), win_lo, win_span,
+        p.jit_args = (f.A.astype(np.int32), f.k.astype(np.int32), np.float32(p.pre_hi), col_lo, col_span,
                       float(p.scale), p.base, p.shift, sat4, p.sat is not None, p.lo.astype(np.float64),
                       p.hi.astype(np.float64))
     return p
@@ -178,14 +175,16 @@ _NO_WINDOW = 1 << 20  #: a window start beyond every 16-bit value: the column is
 
 
 def _column_windows(p, lo, hi, f):
-    """Per-column windows of ``floor(y)`` for the compiled read-out: start and span, int32 (256,) each.
+    """Per-column windows of ``floor(y)``: start and span, int32 (256,) each.
 
-    The same conditions as the plan's one window, column by column: a noisy
-    column (larger noise range) or one with a narrow ADC range no longer
-    narrows the window of all the others. Inside any window the 16-bit path
-    and the float64 recomputation give the same result, so the choice of
-    window changes the speed only (the tests compare against the numpy path,
-    which uses the common window).
+    The window of a column is where neither clipping (``floor(y) >= 128 (lo +
+    BIAS)`` and ``floor(y) + t_max < 128 (hi + BIAS + 1)``, with the column's
+    own noise range ``t_max``) nor soft saturation (``y`` within the knees)
+    acts. The compiled read-out uses them column by column, so a noisy column
+    or one with a narrow ADC range does not narrow the others; the numpy path
+    uses their intersection. Inside any window the 16-bit path and the
+    float64 recomputation give the same result, so the choice of window
+    changes the speed only (the tests compare the two paths bit for bit).
     """
     sc = p.scale
     t_max = 8 * BINOMIAL_BYTES * f.A + (DITHER_LEVELS - 1) * f.k
@@ -548,11 +547,10 @@ def _jit_buffers():
 _NO_RAW = np.zeros((BYTES_PER_SAMPLE, 0), dtype=np.uint8)
 
 
-def _jit_chunk(J, chunk, x, plans, out, events, seeds):
+def _jit_chunk(J, buf, chunk, x, plans, out, events, seeds):
     """Gather, multiply and read out one chunk (rows ``r0:r1`` of run ``k``) with the compiled loops."""
     k, r0, r1, blocks = chunk
     p = plans[k]
-    buf = _jit_buffers()
     m = r1 - r0
     pulses, y = buf.pulses[:m], buf.y[:m]
     J.gather(x[k, r0:r1], p.table, pulses, events[k, r0:r1])
@@ -580,8 +578,9 @@ def _run_jit(J, x, plans, stream, out, events):
                 n_seeds += bool(p.fast.draws)
             chunks.append((k, r0, r1, blocks))
     seeds = stream.seeds(n_seeds)
+    buf = _jit_buffers()
     for c in chunks:
-        _jit_chunk(J, c, x, plans, out, events, seeds)
+        _jit_chunk(J, buf, c, x, plans, out, events, seeds)
 
 
 def run(x, plans, stream):
