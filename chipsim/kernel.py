@@ -14,8 +14,8 @@ Values outside the window where neither soft saturation nor clipping can act
 are recomputed with the full model in float64 (the compiled path has one window
 per column, well under 0.1 % of the values with full-range random weights; the
 numpy path the intersection of those windows for all columns, 0.1 % on the
-default chip and about 5 % on a ``harsh`` one). Inside a window both computations are exact, so the choice of
-window never changes a result.
+default chip and about 5 % on a ``harsh`` one). Inside a window both
+computations are exact, so the choice of window never changes a result.
 
 The paths:
 
