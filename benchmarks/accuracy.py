@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from chipsim import Chip  # noqa: E402
-from infer import Corrections, Engine, matmul_backend, mnist  # noqa: E402
-from infer.data import load_mnist  # noqa: E402
+from bss2_calib.chipsim import Chip  # noqa: E402
+from bss2_calib.infer import Corrections, Engine, matmul_backend, mnist  # noqa: E402
+from bss2_calib.infer.data import load_mnist  # noqa: E402
 
 log = logging.getLogger("accuracy")
 MODELS = REPO / "data" / "models"
@@ -78,7 +78,7 @@ def calibration_for(chip_id, how, store=None):
     """
     if how == "oracle":
         return oracle_corrections(Chip(chip_id, PRESET)), "oracle (truth-derived tables)"
-    import calib
+    from bss2_calib import calib
 
     sha = Chip(chip_id, PRESET).preset.sha256
     st = None if store is None else calib.ArtifactStore(store)

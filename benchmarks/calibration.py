@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from chipsim import COLS, ROWS, W_MAX, Chip  # noqa: E402
+from bss2_calib.chipsim import COLS, ROWS, W_MAX, Chip  # noqa: E402
 
-import calib  # noqa: E402
-from calib.model import CorrectionModel  # noqa: E402
+from bss2_calib import calib  # noqa: E402
+from bss2_calib.calib.model import CorrectionModel  # noqa: E402
 
 
 # --------------------------------------------------------------------- recovery

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from chipsim import Chip  # noqa: E402
-from calib.characterize import characterize  # noqa: E402
+from bss2_calib.chipsim import Chip  # noqa: E402
+from bss2_calib.calib.characterize import characterize  # noqa: E402
 
 KINDS = ("stuck_zero_synapse", "stuck_max_synapse", "dead_neuron", "noisy_neuron", "dead_driver")
 N_ELEMENTS = {"stuck_zero_synapse": 2 * 2 * 128 * 256, "stuck_max_synapse": 2 * 2 * 128 * 256, "dead_neuron": 512,

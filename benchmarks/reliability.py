@@ -62,11 +62,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-import calib  # noqa: E402
-from chipsim import Chip  # noqa: E402
-from infer import ArtifactMismatchWarning, CorrectionOptions, Corrections, Engine, matmul_backend, mnist  # noqa: E402
-from infer.corrections import Faults  # noqa: E402
-from infer.data import load_mnist  # noqa: E402
+from bss2_calib import calib  # noqa: E402
+from bss2_calib.chipsim import Chip  # noqa: E402
+from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Corrections, Engine, matmul_backend, mnist  # noqa: E402
+from bss2_calib.infer.corrections import Faults  # noqa: E402
+from bss2_calib.infer.data import load_mnist  # noqa: E402
 
 log = logging.getLogger("reliability")
 MODELS = REPO / "data" / "models"

@@ -34,9 +34,9 @@ for p in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(p))
 
 from accuracy import PRESET, calibration_for  # noqa: E402
-from chipsim import Chip  # noqa: E402
-from infer import Engine, matmul_backend, mnist  # noqa: E402
-from infer.data import load_mnist  # noqa: E402
+from bss2_calib.chipsim import Chip  # noqa: E402
+from bss2_calib.infer import Engine, matmul_backend, mnist  # noqa: E402
+from bss2_calib.infer.data import load_mnist  # noqa: E402
 
 log = logging.getLogger("train_hil")
 MODELS = REPO / "data" / "models"
@@ -63,7 +63,7 @@ def main(argv=None):
     except ImportError:
         log.error("needs PyTorch: pip install torch==2.13.0")
         return 1
-    from infer import hil
+    from bss2_calib.infer import hil
 
     torch.set_num_threads(args.threads)
     start = mnist.IntegerModel.load(args.start)

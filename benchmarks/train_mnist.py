@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from infer.data import load_mnist  # noqa: E402
-from infer.mnist import (FloatWeights, QuantizeOptions, evaluate, exact_matmul,  # noqa: E402
+from bss2_calib.infer.data import load_mnist  # noqa: E402
+from bss2_calib.infer.mnist import (FloatWeights, QuantizeOptions, evaluate, exact_matmul,  # noqa: E402
                          float_forward, mock_matmul, quantize)
 
 log = logging.getLogger("train_mnist")

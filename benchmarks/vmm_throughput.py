@@ -29,7 +29,7 @@ import tracemalloc
 
 import numpy as np
 
-from chipsim import Chip
+from bss2_calib.chipsim import Chip
 
 
 def _peak_bytes(fn):
@@ -63,7 +63,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.numpy:
         os.environ["BSS2_CHIPSIM_JIT"] = "0"
-    from chipsim.noise import jit
+    from bss2_calib.chipsim.noise import jit
 
     path = "compiled (numba)" if jit() is not None else "numpy"
 

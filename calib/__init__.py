@@ -2,8 +2,8 @@
 
 Quick start::
 
-    from chipsim import Chip
-    import calib
+    from bss2_calib.chipsim import Chip
+    from bss2_calib import calib
 
     chip = Chip(0)
     result = calib.calibrate(chip)                   # tier 1 knobs + tier 2 tables

@@ -10,7 +10,7 @@ implements the same model on its own.
 """
 import numpy as np
 
-from chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS, W_MAX
+from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS, W_MAX
 
 
 class CorrectionModel:

@@ -8,7 +8,7 @@ need it are skipped, and the result's ``failed_stages`` lists it.
 import datetime
 import logging
 
-from chipsim import __version__ as package_version
+from bss2_calib.chipsim import __version__ as package_version
 
 from . import fits, steps
 from .config import STAGE_REQUIRES, Options, Target

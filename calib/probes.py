@@ -8,7 +8,7 @@ plain arrays indexed by global neuron (512) or driver (256) numbers
 """
 import numpy as np
 
-from chipsim import COLS, ROWS
+from bss2_calib.chipsim import COLS, ROWS
 
 REF_FULL_SCALE_V = 1.2  #: reference DAC voltage at code 1022 (chip documentation), V
 REF_MAX_CODE = 1022

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chipsim import KNOBS
+from bss2_calib.chipsim import KNOBS
 
 from .errors import CalibValueError
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from chipsim import COLS, N_DRIVERS, N_NEURONS, N_QUADRANTS, ROWS, W_MAX
+from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, N_QUADRANTS, ROWS, W_MAX
 
 from .errors import ArtifactCorrupt
 

@@ -6,7 +6,7 @@ One builder per table; each returns a DataFrame that passes
 import numpy as np
 import pandas as pd
 
-from chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
+from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
 
 from .schema import TABLES, check_frame
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chipsim import COLS, ROWS, W_MAX
+from bss2_calib.chipsim import COLS, ROWS, W_MAX
 
 from .errors import CalibValueError, IncompatibleArtifact
 from .model import CorrectionModel

@@ -3,7 +3,7 @@
 The observable interface (:class:`Chip`) is what real hardware offers; the
 hidden truth (:attr:`Chip.truth`) is for tests and benchmarks only.
 """
-from ._version import __version__
+from bss2_calib._version import __version__
 from .chip import Chip
 from .errors import ChipError, ChipValueError, PresetError, TruthAccessError
 from .geometry import (ACT_MAX, COLS, DRIVER_QUADRANT, N_DRIVERS, N_HEMISPHERES, N_NEURONS, N_QUADRANTS,

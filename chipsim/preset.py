@@ -9,11 +9,13 @@ calibration artifact records it, so a calibration is never applied to a chip
 of a different population by mistake.
 """
 import copy
+import functools
 import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 from .errors import PresetError
@@ -22,16 +24,19 @@ MAX_PRESET_BYTES = 1 << 20
 
 
 def preset_dir():
-    """Folder of the built-in presets (``$BSS2_PRESET_DIR`` overrides)."""
+    """Folder of the built-in presets: package data, or ``$BSS2_PRESET_DIR`` (read at each call).
+
+    Returns a :class:`pathlib.Path` or an :mod:`importlib.resources` Traversable.
+    """
     env = os.environ.get("BSS2_PRESET_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "presets"
+    return files("bss2_calib.data") / "presets"
 
 
 def list_presets():
     """Names of the built-in presets, sorted."""
-    return sorted(p.stem for p in preset_dir().glob("*.json"))
+    return sorted(p.name[:-5] for p in preset_dir().iterdir() if p.name.endswith(".json") and p.is_file())
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,19 @@ def preset_hash(params):
 
 
 def _read_json(path):
-    path = Path(path)
+    """Read a preset file: a user's path (size checked before reading) or a package resource."""
+    if isinstance(path, (str, os.PathLike)):
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise PresetError(f"cannot read preset file {path}: {err.strerror}") from None
+        if size > MAX_PRESET_BYTES:
+            raise PresetError(f"preset file {path} is {size} bytes, more than the limit of {MAX_PRESET_BYTES}")
     try:
-        size = path.stat().st_size
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as err:
         raise PresetError(f"cannot read preset file {path}: {err.strerror}") from None
-    if size > MAX_PRESET_BYTES:
-        raise PresetError(f"preset file {path} is {size} bytes, more than the limit of {MAX_PRESET_BYTES}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PresetError(f"preset file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
@@ -129,7 +138,7 @@ def _validate(params, where):
             if not isinstance(value, str):
                 raise PresetError(f"preset {where}: {key} must be a string, got {value!r}")
 
-    for key, ref in _SCHEMA.items():
+    for key, ref in _schema().items():
         if isinstance(ref, dict):
             for sub, subref in ref.items():
                 check(f"{key}.{sub}", params[key][sub], subref)
@@ -199,19 +208,21 @@ def load_preset(preset="default"):
     resolved = _resolve(data, where)
     if "base" not in data:
         # A file without a base must be complete; _merge refuses unknown keys.
-        _merge(_SCHEMA_DEFAULT, resolved, where)
-        for key, ref in _SCHEMA.items():
+        _merge(_schema(), resolved, where)
+        for key, ref in _schema().items():
             if key not in resolved:
                 raise PresetError(f"preset {where}: missing key {key!r} (or name a 'base' preset)")
             if isinstance(ref, dict):
                 missing = set(ref) - set(resolved[key])
                 if missing:
                     raise PresetError(f"preset {where}: missing key {key}.{sorted(missing)[0]}")
-    resolved = {k: resolved[k] for k in _SCHEMA}  # drop 'base', keep order
+    resolved = {k: resolved[k] for k in _schema()}  # drop 'base', keep order
     _validate(resolved, where)
     name = resolved["name"] if isinstance(resolved.get("name"), str) else Path(text).stem
     return Preset(name=name, params=resolved, source=where)
 
 
-_SCHEMA_DEFAULT = _read_json(preset_dir() / "default.json")
-_SCHEMA = _SCHEMA_DEFAULT
+@functools.cache
+def _schema():
+    """The schema: the package's own ``default`` preset (never an override folder's)."""
+    return _read_json(files("bss2_calib.data") / "presets" / "default.json")

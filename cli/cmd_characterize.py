@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from chipsim import Chip
+from bss2_calib.chipsim import Chip
 
 from .common import chip_options, echo_json, json_option
 from .main import main
@@ -66,8 +66,8 @@ def characterize(chip_id, preset, artifact, store_dir, out, seed, rows_spec, qui
     behave (with the evidence for each). The result is an artifact directory
     (manifest.json + Parquet tables); `bss2-calib report DIR` draws it.
     """
-    from calib.characterize import CharacterizeOptions
-    from calib.characterize import characterize as run_characterization
+    from bss2_calib.calib.characterize import CharacterizeOptions
+    from bss2_calib.calib.characterize import characterize as run_characterization
 
     rows = _rows(rows_spec)
     if quick:
@@ -79,7 +79,7 @@ def characterize(chip_id, preset, artifact, store_dir, out, seed, rows_spec, qui
     chip = Chip(chip_id, preset, noise_seed=seed)
     art = None
     if artifact is not None:
-        from calib import ArtifactStore, load
+        from bss2_calib.calib import ArtifactStore, load
 
         artifact = ArtifactStore(store_dir).resolve(artifact)
         art = load(artifact)

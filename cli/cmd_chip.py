@@ -2,8 +2,8 @@
 import click
 import numpy as np
 
-from chipsim import COLS, KNOBS, ROWS, Chip
-from chipsim.geometry import N_DRIVERS, N_NEURONS
+from bss2_calib.chipsim import COLS, KNOBS, ROWS, Chip
+from bss2_calib.chipsim.geometry import N_DRIVERS, N_NEURONS
 
 from .common import chip_options, echo_json, json_option
 from .main import main

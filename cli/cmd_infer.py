@@ -6,12 +6,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from chipsim import Chip
+from bss2_calib.chipsim import Chip
+from bss2_calib.data import models_dir
 
 from .common import chip_options, echo_json, json_option, progress
 from .main import main
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+MODELS_DIR = Path(str(models_dir()))  # package data; a wheel installs it as plain files
 #: weights tried in order when --weights is not given
 DEFAULT_WEIGHTS = ("mnist_hil.npz", "mnist_int.npz")
 
@@ -41,7 +42,7 @@ def _spare(ctx, param, value):
 def load_artifact(ref, store_dir=None):
     """Load a calibration artifact (a directory, or chip-N / chip-N/NAME in the store) with calib's loader."""
     try:
-        from calib import ArtifactStore, load
+        from bss2_calib.calib import ArtifactStore, load
     except ImportError as err:
         raise click.ClickException(f"cannot load artifacts: the calib package is unavailable ({err})") from None
     return load(ArtifactStore(store_dir).resolve(ref))
@@ -79,8 +80,8 @@ def load_artifact(ref, store_dir=None):
 def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, limit, batch_size, seed,
           allow_mismatch, remap, spare_rows, spare_columns, as_json):
     """Classify the MNIST test set on a simulated chip: accuracy and throughput."""
-    from infer import ArtifactMismatchWarning, CorrectionOptions, Engine, matmul_backend, mnist
-    from infer.data import load_mnist
+    from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Engine, matmul_backend, mnist
+    from bss2_calib.infer.data import load_mnist
 
     if (artifact is None) == (not uncalibrated):
         raise click.UsageError("give exactly one of --artifact PATH or --uncalibrated")
@@ -137,7 +138,7 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, li
 
 def _macs_per_image(m):
     """Multiply-accumulates per image, counted as rows x columns x vectors of every layer."""
-    from infer import mnist
+    from bss2_calib.infer import mnist
 
     conv_rows, conv_cols = m.weight_matrices[0].shape
     return (conv_rows * conv_cols * mnist.CONV_OUT ** 2 + m.fc1.shape[0] * m.fc1.shape[1]

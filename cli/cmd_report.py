@@ -24,8 +24,8 @@ def report(artifacts, store_dir, out, formats, as_json):
     characterize`). report.html is self-contained (figures embedded) and
     readable offline.
     """
-    from calib import ArtifactStore
-    from calib.report import write_report
+    from bss2_calib.calib import ArtifactStore
+    from bss2_calib.calib.report import write_report
 
     if len(artifacts) > 2:
         raise click.UsageError(f"give one or two artifacts, got {len(artifacts)}")

@@ -102,8 +102,8 @@ def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, with_repor
     failed instances, measurements, wall and simulated hardware time) and the
     artifact's path. Exit code 1 if a stage failed outright.
     """
-    from chipsim import Chip
-    from calib import ArtifactStore, KnobOptions, Options, calibrate
+    from bss2_calib.chipsim import Chip
+    from bss2_calib.calib import ArtifactStore, KnobOptions, Options, calibrate
 
     if store_dir and out_dir:
         raise click.UsageError("--store and --out are mutually exclusive")
@@ -128,7 +128,7 @@ def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, with_repor
             click.echo(line)
         click.echo(f"artifact: {saved.path}")
     if with_report:
-        from calib.report import write_report
+        from bss2_calib.calib.report import write_report
 
         out = saved.path.with_name(saved.path.name + "-report")
         files = write_report(saved, out, formats=report_formats,

@@ -15,7 +15,7 @@ _store_option = click.option("--store", "store_dir", type=click.Path(file_okay=F
 @json_option
 def list_cmd(store_dir, chip_id, as_json):
     """List the stored calibrations, oldest first per chip ('*' marks the latest)."""
-    from calib import ArtifactStore
+    from bss2_calib.calib import ArtifactStore
 
     store = ArtifactStore(store_dir)
     rows = store.history(chip_id) if chip_id is not None else store.list()
@@ -42,7 +42,7 @@ def show(artifact, store_dir, table, as_json):
     ARTIFACT is a directory, or chip-N (its latest calibration) or
     chip-N/NAME in the store.
     """
-    from calib import ArtifactStore, load
+    from bss2_calib.calib import ArtifactStore, load
 
     from .cmd_run import summary_lines
 

@@ -33,9 +33,9 @@ def verify(artifact, store_dir, chip_id, preset, hours, temperature, gain_thresh
     figures and thresholds are printed). --hours and --temperature simulate
     the environment of the simulated chip before the check.
     """
-    from chipsim import Chip
-    from calib import ArtifactStore, load
-    from calib import verify as run_verify
+    from bss2_calib.chipsim import Chip
+    from bss2_calib.calib import ArtifactStore, load
+    from bss2_calib.calib import verify as run_verify
 
     res = load(ArtifactStore(store_dir).resolve(artifact))
     chip = Chip(res.chip_id if chip_id is None else chip_id, preset or res.preset["name"], noise_seed=seed)

@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from chipsim import __version__
-from chipsim.errors import ChipError
+from bss2_calib.chipsim import __version__
+from bss2_calib.chipsim.errors import ChipError
 
 
 class _Group(click.Group):

@@ -47,7 +47,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from chipsim.geometry import ACT_MAX, COLS, N_DRIVERS, N_HEMISPHERES, N_NEURONS, ROWS, W_MAX
+from bss2_calib.chipsim.geometry import ACT_MAX, COLS, N_DRIVERS, N_HEMISPHERES, N_NEURONS, ROWS, W_MAX
 
 from .errors import CorrectionTableError, InferValueError
 
@@ -387,7 +387,7 @@ class Corrections:
         """
         import pandas as pd
 
-        from chipsim import KNOBS
+        from bss2_calib.chipsim import KNOBS
 
         f = self.faults
         out = {}

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
-from chipsim.validation import as_int_array
+from bss2_calib.chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
+from bss2_calib.chipsim.validation import as_int_array
 
 from .corrections import CorrectionOptions, Corrections
 from .errors import ArtifactMismatchWarning, IncompatibleArtifact, InferValueError
@@ -145,7 +145,7 @@ class Measurement:
 def _resolve_artifact(artifact):
     """Path -> loaded artifact (via calib.load); anything else is returned as is."""
     if isinstance(artifact, (str, os.PathLike)):
-        from calib import load  # the artifact loader only; never the fitting code
+        from bss2_calib.calib import load  # the artifact loader only; never the fitting code
 
         return load(artifact)
     return artifact

@@ -22,7 +22,7 @@ array([ 0,  0,  1, 31])
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from chipsim.geometry import ACT_MAX
+from bss2_calib.chipsim.geometry import ACT_MAX
 
 from .errors import InferValueError
 

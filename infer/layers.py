@@ -16,7 +16,7 @@ array([[12, 12, 12],
 """
 import numpy as np
 
-from chipsim.geometry import W_MAX
+from bss2_calib.chipsim.geometry import W_MAX
 
 from . import functional as F
 from .engine import _run_param, check_weights

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chipsim.geometry import COLS, ROWS
+from bss2_calib.chipsim.geometry import COLS, ROWS
 
 __all__ = ["COUNTS", "KINDS", "FaultReport", "Hemisphere", "Placement", "place", "program"]
 

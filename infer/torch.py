@@ -25,7 +25,7 @@ Importing this module imports torch; nothing else in :mod:`infer` does.
 import numpy as np
 import torch
 
-from chipsim.geometry import ACT_MAX, W_MAX
+from bss2_calib.chipsim.geometry import ACT_MAX, W_MAX
 
 from .engine import Y_MAX, Y_MIN, _run_param
 from .errors import InferValueError

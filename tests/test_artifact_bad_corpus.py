@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import calib
-from cli.main import main
+from bss2_calib import calib
+from bss2_calib.cli.main import main
 
 DATA = Path(__file__).resolve().parent / "data"
 BAD = DATA / "bad"

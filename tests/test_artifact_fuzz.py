@@ -7,9 +7,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import calib
-from calib import ArtifactError
-from calib.artifact import manifest_digest
+from bss2_calib import calib
+from bss2_calib.calib import ArtifactError
+from bss2_calib.calib.artifact import manifest_digest
 
 GOOD = Path(__file__).resolve().parent / "data" / "bad" / "artifacts" / "good"
 FILES = sorted(p.name for p in GOOD.iterdir())

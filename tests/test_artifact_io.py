@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chipsim import Chip
-import calib
-from calib import (ArtifactCorrupt, ArtifactExists, ArtifactVersionError, IncompatibleArtifact, Options)
-from calib.artifact import manifest_digest, write_artifact
+from bss2_calib.chipsim import Chip
+from bss2_calib import calib
+from bss2_calib.calib import (ArtifactCorrupt, ArtifactExists, ArtifactVersionError, IncompatibleArtifact, Options)
+from bss2_calib.calib.artifact import manifest_digest, write_artifact
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_never_overwrites(small_dir, tmp_path):
 
 def test_a_failed_write_leaves_nothing_behind(small_dir, tmp_path, monkeypatch):
     res = calib.load(small_dir)
-    import calib.artifact as art
+    import bss2_calib.calib.artifact as art
 
     calls = []
     orig = art.table_bytes
@@ -278,7 +278,7 @@ def test_absurd_sizes_are_refused(small_dir, tmp_path, monkeypatch):
     p = _copy(small_dir, tmp_path)
     _rewrite_manifest(p, lambda m: m["files"]["knobs_driver.parquet"].__setitem__("bytes", 10 ** 12))
     _expect(p, ArtifactCorrupt, "malformed")
-    import calib.artifact as art
+    import bss2_calib.calib.artifact as art
     monkeypatch.setattr(art, "MAX_MANIFEST_BYTES", 100)
     _expect(small_dir, ArtifactCorrupt, "more than the limit")
 
@@ -288,7 +288,7 @@ def test_a_consistent_but_wrong_table_is_refused(small_dir, tmp_path):
     p = _copy(small_dir, tmp_path)
     res = calib.load(small_dir)
     bad = res.tables["knobs_driver"].iloc[:100]
-    from calib.artifact import table_bytes
+    from bss2_calib.calib.artifact import table_bytes
 
     data = table_bytes(bad)
     (p / "knobs_driver.parquet").write_bytes(data)
@@ -330,8 +330,8 @@ def test_importing_the_artifact_side_loads_no_fitting_code():
     import subprocess
     import sys
 
-    code = ("import sys, calib; r = calib.load; s = calib.ArtifactStore; "
-            "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith(('calib.fits', 'calib.steps', "
-            "'calib.pipeline', 'calib.algorithms'))))")
+    code = ("import sys; from bss2_calib import calib; r = calib.load; s = calib.ArtifactStore; "
+            "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith(('bss2_calib.calib.fits', 'bss2_calib.calib.steps', "
+            "'bss2_calib.calib.pipeline', 'bss2_calib.calib.algorithms'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

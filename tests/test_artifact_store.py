@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from chipsim import Chip
-import calib
-from calib import ArtifactError, ArtifactStore, Options
+from bss2_calib.chipsim import Chip
+from bss2_calib import calib
+from bss2_calib.calib import ArtifactError, ArtifactStore, Options
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = ["-c", "import sys; from cli.main import main; sys.exit(main())"]
@@ -130,8 +130,9 @@ def test_a_killed_calibration_leaves_the_store_intact(quick, tmp_path, delay):
 
 WRITER = """
 import os, sys, time
-import calib, calib.artifact as art
-from chipsim import Chip
+from bss2_calib import calib
+import bss2_calib.calib.artifact as art
+from bss2_calib.chipsim import Chip
 res = calib.calibrate(Chip(0, "default", noise_seed=1), options=calib.Options(stages=("reset",)))
 real = os.fsync
 def slow(fd):

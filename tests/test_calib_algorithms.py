@@ -2,16 +2,16 @@
 import numpy as np
 import pytest
 
-from chipsim import Chip
-from calib import (BinarySearch, FixedCode, LinearPrediction, ModelBased, NoisyBinarySearch, Target,
+from bss2_calib.chipsim import Chip
+from bss2_calib.calib import (BinarySearch, FixedCode, LinearPrediction, ModelBased, NoisyBinarySearch, Target,
                    solve)
-from calib.problem import KnobProblem
-from calib.steps.cadc import CadcChannelOffsetProblem, CadcRampOffsetProblem, CadcRampSlopeProblem
-from calib.steps.drivers import DriverRampProblem, DriverTrimProblem
-from calib.steps.leak import LeakOffProblem
-from calib.steps.reset import ResetProblem
-from calib.steps.synapse_bias import SynapseBiasProblem
-from calib.steps.synin import SynapticInputGainProblem
+from bss2_calib.calib.problem import KnobProblem
+from bss2_calib.calib.steps.cadc import CadcChannelOffsetProblem, CadcRampOffsetProblem, CadcRampSlopeProblem
+from bss2_calib.calib.steps.drivers import DriverRampProblem, DriverTrimProblem
+from bss2_calib.calib.steps.leak import LeakOffProblem
+from bss2_calib.calib.steps.reset import ResetProblem
+from bss2_calib.calib.steps.synapse_bias import SynapseBiasProblem
+from bss2_calib.calib.steps.synin import SynapticInputGainProblem
 
 N = 40
 

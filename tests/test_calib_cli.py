@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import calib
-from calib import FitDidNotConverge
-from calib.config import STAGES
-from cli.main import main
+from bss2_calib import calib
+from bss2_calib.calib import FitDidNotConverge
+from bss2_calib.calib.config import STAGES
+from bss2_calib.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_verify_fresh_and_drifted(store):
 
 
 def test_a_failed_stage_gives_a_nonzero_exit_and_is_listed(tmp_path, monkeypatch):
-    import calib.pipeline as pl
+    import bss2_calib.calib.pipeline as pl
 
     def broken(session):
         raise FitDidNotConverge("offsets: simulated failure")
@@ -141,7 +141,7 @@ class _Terminal(io.StringIO):
 
 
 def test_stage_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
-    from cli.common import StageProgress
+    from bss2_calib.cli.common import StageProgress
 
     events = [("cadc", 0, "start"), ("cadc", 0, "done"), ("leak", 1, "start"), ("leak", 1, "failed"),
               ("reset", 2, "skipped")]
@@ -164,7 +164,7 @@ def test_stage_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
 def test_the_summary_table_shows_every_quantity_whole_within_150_characters():
     from pathlib import Path
 
-    from cli.cmd_run import summary_lines
+    from bss2_calib.cli.cmd_run import summary_lines
 
     kept = Path(__file__).resolve().parent / "data" / "artifacts"
     for d in sorted(kept.iterdir()):

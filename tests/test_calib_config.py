@@ -1,8 +1,8 @@
 """Target / Options validation and their manifest round trip."""
 import pytest
 
-from calib import CalibValueError, CalibWarning, ConditionOptions, KnobOptions, Options, TableOptions, Target
-from calib.config import STAGES, resolve_stages
+from bss2_calib.calib import CalibValueError, CalibWarning, ConditionOptions, KnobOptions, Options, TableOptions, Target
+from bss2_calib.calib.config import STAGES, resolve_stages
 
 
 def test_defaults_round_trip_through_dicts():
@@ -58,8 +58,8 @@ def test_from_dict_refuses_unknown_fields():
 
 
 def test_public_functions_refuse_bad_arguments():
-    import calib
-    from chipsim import Chip
+    from bss2_calib import calib
+    from bss2_calib.chipsim import Chip
 
     with pytest.raises(CalibValueError, match="observable interface"):
         calib.calibrate("chip 0")

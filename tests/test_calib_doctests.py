@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["calib.fits.monotone", "calib.result"]
+MODULES = ["bss2_calib.calib.fits.monotone", "bss2_calib.calib.result"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,8 +7,8 @@ input-gain step's "after" figure is a measurement of the same quantity the neuro
 import numpy as np
 import pytest
 
-import calib
-from chipsim import Chip
+from bss2_calib import calib
+from bss2_calib.chipsim import Chip
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,6 @@ def test_a_weak_neuron_is_flagged_not_its_synapses():
     assert np.array_equal(sg["stuck_zero_exc"].to_numpy(), true_zero)
     assert abs(sg.loc[~sg["stuck_zero_exc"], "gain_exc"].median() - 1) < 0.02
     # the engine's routing treats it as a failed column
-    from infer.corrections import Corrections
+    from bss2_calib.infer.corrections import Corrections
 
     assert not Corrections.from_artifact(res).neuron_ok[364]

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from chipsim import COLS, ROWS, Chip
-import calib
-from calib.fits.monotone import isotonic
-from calib.model import CorrectionModel
-from calib.schema import TABLES, check_frame
+from bss2_calib.chipsim import COLS, ROWS, Chip
+from bss2_calib import calib
+from bss2_calib.calib.fits.monotone import isotonic
+from bss2_calib.calib.model import CorrectionModel
+from bss2_calib.calib.schema import TABLES, check_frame
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,9 +5,9 @@ Only these tests (and the benchmark) look at ``chip.truth``; the calibration nev
 import numpy as np
 import pytest
 
-from chipsim import COLS, ROWS, Chip
-import calib
-from calib.model import CorrectionModel
+from bss2_calib.chipsim import COLS, ROWS, Chip
+from bss2_calib import calib
+from bss2_calib.calib.model import CorrectionModel
 
 NOISE = 1.8  # LSB per result (preset default)
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chipsim import Chip
-import calib
+from bss2_calib.chipsim import Chip
+from bss2_calib import calib
 
 CALIB = Path(calib.__file__).resolve().parent
 #: the reports engineer's modules live in calib/ too but are not the calibration
@@ -46,18 +46,24 @@ def hidden_state_uses(source, filename="<src>"):
                 owner = node.value
                 if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
                     bad.append((node.lineno, f"private attribute {node.attr}"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "chipsim":
-            parts = node.module.split(".")
-            if len(parts) > 1 and parts[1] in INTERNALS:
-                bad.append((node.lineno, f"import from {node.module}"))
+        elif isinstance(node, ast.ImportFrom) and node.module and _chipsim_internal(node.module):
+            bad.append((node.lineno, f"import from {node.module}"))
         elif isinstance(node, ast.Import):
             for a in node.names:
-                if a.name.startswith("chipsim.") and a.name.split(".")[1] in INTERNALS:
+                if _chipsim_internal(a.name):
                     bad.append((node.lineno, f"import {a.name}"))
     return bad
 
 
 INTERNALS = {"truth", "params", "physics", "kernel", "noise"}
+
+
+def _chipsim_internal(module):
+    """True for ``[bss2_calib.]chipsim.<internal>[...]``."""
+    parts = module.split(".")
+    if parts[0] == "bss2_calib":
+        parts = parts[1:]
+    return len(parts) > 1 and parts[0] == "chipsim" and parts[1] in INTERNALS
 
 
 def test_calibration_code_never_touches_hidden_state():
@@ -72,5 +78,7 @@ def test_the_static_check_can_fail():
     assert hidden_state_uses("x = chip.truth.params()")
     assert hidden_state_uses("x = chip._state().baseline")
     assert hidden_state_uses("from chipsim.truth import Truth")
+    assert hidden_state_uses("from bss2_calib.chipsim.truth import Truth")
+    assert hidden_state_uses("import bss2_calib.chipsim.kernel")
     assert not hidden_state_uses("x = chip.truthful + self._cache")
     assert not hidden_state_uses('"""chip.truth in a docstring"""')

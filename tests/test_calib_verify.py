@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from chipsim import Chip
-import calib
-from calib import IncompatibleArtifact
+from bss2_calib.chipsim import Chip
+from bss2_calib import calib
+from bss2_calib.calib import IncompatibleArtifact
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chipsim import Chip
-from calib.characterize import TABLES, CharacterizeOptions, characterize, quality
-from calib.characterize import analysis, probes
-from calib.characterize.io import load
-from calib.characterize.result import SUMMARY_SPEC, state_tables, table_stat
-from calib.config import CalibWarning
-from calib.errors import ArtifactCorrupt, ArtifactExists, ArtifactVersionError, CalibValueError
+from bss2_calib.chipsim import Chip
+from bss2_calib.calib.characterize import TABLES, CharacterizeOptions, characterize, quality
+from bss2_calib.calib.characterize import analysis, probes
+from bss2_calib.calib.characterize.io import load
+from bss2_calib.calib.characterize.result import SUMMARY_SPEC, state_tables, table_stat
+from bss2_calib.calib.config import CalibWarning
+from bss2_calib.calib.errors import ArtifactCorrupt, ArtifactExists, ArtifactVersionError, CalibValueError
 
 OBSERVABLE = {"chip_id", "preset", "get_knob", "knob_values", "set_knob", "set_knobs", "set_weights", "get_weights",
               "run", "vmm", "read_baseline", "read_cadc_reference", "temperature_c", "hw_time_s", "counters"}
@@ -383,7 +383,7 @@ def test_with_an_artifact_both_states_are_measured_and_corrected(default):
 
 
 def test_a_real_calibration_narrows_the_gain_spread():
-    import calib
+    from bss2_calib import calib
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibWarning)
@@ -402,7 +402,7 @@ def test_a_real_calibration_narrows_the_gain_spread():
 def test_cli_characterize_writes_an_artifact_and_prints_json(tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from bss2_calib.cli.main import main
 
     out = tmp_path / "char"
     r = CliRunner().invoke(main, ["characterize", "--chip", "4", "--preset", "harsh", "--quick", "--seed", "1",
@@ -429,7 +429,7 @@ def test_cli_characterize_writes_an_artifact_and_prints_json(tmp_path):
 def test_cli_characterize_refuses_bad_input_in_one_line(tmp_path, args, code, text):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from bss2_calib.cli.main import main
 
     r = CliRunner().invoke(main, ["characterize", "--out", str(tmp_path / "x"), *args])
     assert r.exit_code == code, r.output
@@ -440,10 +440,10 @@ def test_cli_characterize_refuses_bad_input_in_one_line(tmp_path, args, code, te
 
 
 def test_cli_characterize_with_a_calibration_artifact(tmp_path):
-    import calib
+    from bss2_calib import calib
     from click.testing import CliRunner
 
-    from cli.main import main
+    from bss2_calib.cli.main import main
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibWarning)

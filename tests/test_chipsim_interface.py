@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-import chipsim
-import chipsim.chip
-from chipsim import Chip, ChipValueError, PresetError, TruthAccessError, load_preset
-from chipsim.chip import CADC_READ_S, RECONFIG_S, VECTOR_OVERHEAD_S, WEIGHT_WRITE_S
+from bss2_calib import chipsim
+import bss2_calib.chipsim.chip
+from bss2_calib.chipsim import Chip, ChipValueError, PresetError, TruthAccessError, load_preset
+from bss2_calib.chipsim.chip import CADC_READ_S, RECONFIG_S, VECTOR_OVERHEAD_S, WEIGHT_WRITE_S
 
 
 def test_docstring_example_runs():
-    result = doctest.testmod(chipsim.chip, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(bss2_calib.chipsim.chip, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 1 and result.failed == 0
 
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from chipsim import Chip, kernel, noise
-from chipsim.noise import BINOMIAL_BYTES, FastParams
+from bss2_calib.chipsim import Chip, kernel, noise
+from bss2_calib.chipsim.noise import BINOMIAL_BYTES, FastParams
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ def test_compiled_and_numpy_paths_agree_bit_for_bit(rng, monkeypatch, wide_noise
 def test_wide_activations_are_checked_and_narrowed_in_one_pass(rng, monkeypatch, dtype):
     """Large int arrays are range-checked and copied to uint8 by one compiled loop: the same results, the
     same errors, the caller's array untouched."""
-    from chipsim import chip as chip_module
+    from bss2_calib.chipsim import chip as chip_module
 
     x = rng.integers(0, 32, (2, 300, 128)).astype(dtype)
     w = rng.integers(-63, 64, (128, 256))
@@ -233,7 +233,7 @@ def test_wide_activations_are_checked_and_narrowed_in_one_pass(rng, monkeypatch,
 
 
 def test_compiled_sfc64_is_numpys(rng):
-    from chipsim import _jit
+    from bss2_calib.chipsim import _jit
 
     seed = np.random.PCG64(int(rng.integers(1 << 62))).random_raw(noise.SEED_WORDS)
     n = noise.SFC64_LANES * 37
@@ -252,7 +252,7 @@ def test_compiled_sfc64_is_numpys(rng):
 
 def test_compiled_loops_refuse_mismatched_buffers(rng):
     """numba does not check bounds: the loops check their shapes instead of writing past a buffer."""
-    from chipsim import _jit
+    from bss2_calib.chipsim import _jit
 
     chip = Chip(0, "default", noise_seed=1)
     p = chip._plan(0, 1, 5)

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chipsim import Chip
+from bss2_calib.chipsim import Chip
 
 NOISELESS = Chip(0, "noiseless")
 CHIPS = {name: Chip(3, name, noise_seed=0) for name in ("default", "harsh", "ideal", "hxtorch-mock")}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from chipsim import Chip
+from bss2_calib.chipsim import Chip
 
 
 def spread_weights(rng, wmax=63):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import calib
-from chipsim import Chip
-from infer import Corrections, Engine, IncompatibleArtifact
+from bss2_calib import calib
+from bss2_calib.chipsim import Chip
+from bss2_calib.infer import Corrections, Engine, IncompatibleArtifact
 
 
 
@@ -53,8 +53,8 @@ def test_calib_artifacts_are_checked_like_any_other(store):
 
 
 def test_cli_with_a_stored_artifact(store):
-    from cli.main import main
-    from infer.data import MnistNotFoundError, mnist_idx_dir
+    from bss2_calib.cli.main import main
+    from bss2_calib.infer.data import MnistNotFoundError, mnist_idx_dir
 
     try:
         mnist_idx_dir()
@@ -73,9 +73,9 @@ def test_cli_with_a_stored_artifact(store):
 @pytest.mark.slow
 def test_shipped_models_on_a_calibrated_chip_meet_the_targets():
     """The headline of docs/benchmarks.md, on the full test set (numpy path, no torch)."""
-    from cli.cmd_infer import MODELS_DIR
-    from infer import matmul_backend, mnist
-    from infer.data import MnistNotFoundError, load_mnist
+    from bss2_calib.cli.cmd_infer import MODELS_DIR
+    from bss2_calib.infer import matmul_backend, mnist
+    from bss2_calib.infer.data import MnistNotFoundError, load_mnist
 
     try:
         images, labels = load_mnist("test")

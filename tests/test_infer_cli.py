@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.cmd_infer import MODELS_DIR
-from cli.main import main
+from bss2_calib.cli.cmd_infer import MODELS_DIR
+from bss2_calib.cli.main import main
 
 
 def _have_mnist():
-    from infer.data import MnistNotFoundError, mnist_idx_dir
+    from bss2_calib.infer.data import MnistNotFoundError, mnist_idx_dir
 
     try:
         mnist_idx_dir()
@@ -193,7 +193,8 @@ def test_bad_run_options(args, code, message):
 
 @needs_data
 def test_a_limit_beyond_the_test_set_is_said(monkeypatch):
-    import infer.data
+    from bss2_calib import infer
+    import bss2_calib.infer.data  # noqa: F401  (the submodule, patched below)
 
     real = infer.data.load_mnist
     monkeypatch.setattr(infer.data, "load_mnist", lambda split, limit=None: tuple(a[:30] for a in real(split, 30)))
@@ -206,9 +207,9 @@ def test_a_limit_beyond_the_test_set_is_said(monkeypatch):
 
 @needs_data
 def test_infer_reports_the_faults_it_routed_around(tmp_path):
-    import calib
+    from bss2_calib import calib
 
-    from chipsim import Chip
+    from bss2_calib.chipsim import Chip
 
     store = calib.ArtifactStore(tmp_path / "store")
     store.save(calib.calibrate(Chip(2, "harsh", noise_seed=2)))

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chipsim import Chip
-from infer import (ArtifactMismatchWarning, CorrectionOptions, Corrections, CorrectionTableError, Engine,
+from bss2_calib.chipsim import Chip
+from bss2_calib.infer import (ArtifactMismatchWarning, CorrectionOptions, Corrections, CorrectionTableError, Engine,
                    IncompatibleArtifact, InferValueError)
-from infer.corrections import Faults
+from bss2_calib.infer.corrections import Faults
 
 G = 0.002
 

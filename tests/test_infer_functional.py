@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from chipsim import Chip
-from infer import (Conv1d, Conv2d, ConvertingReLU, Engine, Flatten, InferValueError, Linear, ReLU, Sequential,
+from bss2_calib.chipsim import Chip
+from bss2_calib.infer import (Conv1d, Conv2d, ConvertingReLU, Engine, Flatten, InferValueError, Linear, ReLU, Sequential,
                    functional as F)
 
 G = 0.002
@@ -84,7 +84,7 @@ def test_conv1d_matches_a_direct_loop(c_in, k, stride, padding):
 
 
 def test_layers_reproduce_the_mnist_integer_model():
-    from infer import mnist
+    from bss2_calib.infer import mnist
 
     rng = np.random.default_rng(2)
     model = mnist.IntegerModel(conv=rng.integers(-63, 64, (20, 1, 10, 10)), fc1=rng.integers(-20, 21, (500, 128)),

@@ -4,9 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from chipsim import Chip  # noqa: E402
-from infer import Engine, InferValueError, layers  # noqa: E402
-from infer import torch as T  # noqa: E402
+from bss2_calib.chipsim import Chip  # noqa: E402
+from bss2_calib.infer import Engine, InferValueError, layers  # noqa: E402
+from bss2_calib.infer import torch as T  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -114,7 +114,7 @@ def test_weights_are_rounded_and_clamped_and_inputs_untouched():
 
 
 def test_hil_training_step_moves_weights_and_returns_an_integer_model():
-    from infer import hil, mnist
+    from bss2_calib.infer import hil, mnist
 
     rng = np.random.default_rng(3)
     model = mnist.IntegerModel(conv=rng.integers(-63, 64, (20, 1, 10, 10)), fc1=rng.integers(-20, 21, (500, 128)),

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infer import data as data_mod
-from infer import mnist as M
-from infer.data import MnistNotFoundError, load_mnist, mnist_idx_dir, read_idx
+from bss2_calib.infer import data as data_mod
+from bss2_calib.infer import mnist as M
+from bss2_calib.infer.data import MnistNotFoundError, load_mnist, mnist_idx_dir, read_idx
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_INT = REPO / "data" / "models" / "mnist_int.npz"

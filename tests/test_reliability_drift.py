@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-import calib
-from chipsim import Chip
-from infer import ArtifactMismatchWarning, Engine, matmul_backend, mnist
+from bss2_calib import calib
+from bss2_calib.chipsim import Chip
+from bss2_calib.infer import ArtifactMismatchWarning, Engine, matmul_backend, mnist
 
 
 N_IMAGES = 2000
@@ -19,8 +19,8 @@ DROP = 0.005
 
 @pytest.fixture(scope="module")
 def setup():
-    from cli.cmd_infer import MODELS_DIR
-    from infer.data import MnistNotFoundError, load_mnist
+    from bss2_calib.cli.cmd_infer import MODELS_DIR
+    from bss2_calib.infer.data import MnistNotFoundError, load_mnist
 
     try:
         images, labels = load_mnist("test", limit=N_IMAGES)

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-import calib
-from chipsim import Chip
-from infer import CorrectionOptions, Corrections, Engine, InferValueError
-from infer.corrections import Faults
-from infer.routing import KINDS, FaultReport, Hemisphere, place, program
+from bss2_calib import calib
+from bss2_calib.chipsim import Chip
+from bss2_calib.infer import CorrectionOptions, Corrections, Engine, InferValueError
+from bss2_calib.infer.corrections import Faults
+from bss2_calib.infer.routing import KINDS, FaultReport, Hemisphere, place, program
 
 
 G = 0.002

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from chipsim import Chip
-from calib.characterize import CharacterizeOptions, characterize
-from calib.characterize.result import SUMMARY_SPEC, state_tables, table_stat
-from calib.config import CalibWarning
-from calib.report import CALIB_SUMMARY_SPEC, summary_rows, write_report
-from cli.main import main
+from bss2_calib.chipsim import Chip
+from bss2_calib.calib.characterize import CharacterizeOptions, characterize
+from bss2_calib.calib.characterize.result import SUMMARY_SPEC, state_tables, table_stat
+from bss2_calib.calib.config import CalibWarning
+from bss2_calib.calib.report import CALIB_SUMMARY_SPEC, summary_rows, write_report
+from bss2_calib.cli.main import main
 
 QUICK = CharacterizeOptions(rows=tuple(range(0, 128, 16)), transfer_levels=48, transfer_repeats=6, zero_repeats=64,
                             map_repeats=8, stuck_repeats=8)
@@ -25,7 +25,7 @@ VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "sour
 
 
 def _calibration(chip_id=1):
-    import calib
+    from bss2_calib import calib
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibWarning)
@@ -40,7 +40,7 @@ def calibration(tmp_path_factory):
 @pytest.fixture(scope="module")
 def char_dir(tmp_path_factory, calibration):
     """A two-state characterization (as found, and with the calibration applied), saved."""
-    import calib
+    from bss2_calib import calib
 
     res = characterize(Chip(1, "default", noise_seed=5), QUICK, artifact=calib.load(calibration.path),
                        artifact_path=calibration.path)
@@ -126,7 +126,7 @@ def test_html_is_valid_self_contained_and_embeds_every_figure(cli_report):
 
 
 def test_summary_numbers_equal_the_table_statistics(cli_report, char_dir):
-    from calib.characterize.io import load
+    from bss2_calib.calib.characterize.io import load
 
     out, info = cli_report
     art = load(char_dir)
@@ -157,8 +157,8 @@ def test_summary_numbers_equal_the_table_statistics(cli_report, char_dir):
 
 
 def test_calibration_brings_the_residual_down(char_dir):
-    from calib.characterize.io import load
-    from calib.characterize.figures import residual_by_level
+    from bss2_calib.calib.characterize.io import load
+    from bss2_calib.calib.characterize.figures import residual_by_level
 
     art = load(char_dir)
     res = {s: residual_by_level(state_tables(art.tables, s), 0.002) for s in ("uncalibrated", "calibrated")}
@@ -227,7 +227,7 @@ def test_all_formats_and_drift_between_two_characterizations(tmp_path, char_dir)
 
 @pytest.mark.slow
 def test_report_of_a_calibration_artifact_in_the_store(tmp_path, calibration):
-    import calib
+    from bss2_calib import calib
 
     stored = calib.ArtifactStore(tmp_path / "store").save(calib.load(calibration.path))
     r = CliRunner().invoke(main, ["report", "chip-1", "--store", str(tmp_path / "store"), "--out",
@@ -253,7 +253,7 @@ def test_report_of_a_calibration_artifact_in_the_store(tmp_path, calibration):
 
 @pytest.mark.slow
 def test_drift_between_two_calibrations(tmp_path, calibration):
-    import calib
+    from bss2_calib import calib
 
     chip = Chip(1, "default", noise_seed=3)
     chip.advance(hours=5000.0)

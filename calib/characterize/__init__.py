@@ -30,7 +30,7 @@ __all__ = ["characterize", "CharacterizeOptions", "Characterization", "KIND", "S
 
 
 def _package_version():
-    from chipsim import __version__
+    from bss2_calib.chipsim import __version__
 
     return __version__
 

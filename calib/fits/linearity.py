@@ -10,7 +10,7 @@ the gain per send stays within ``send_linearity_tolerance`` of its value at
 """
 import numpy as np
 
-from chipsim import COLS, ROWS
+from bss2_calib.chipsim import COLS, ROWS
 
 from ..problem import Meter, TableStep
 from ..probes import flat

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import least_squares
 
-from chipsim import COLS, N_NEURONS, ROWS, W_MAX
+from bss2_calib.chipsim import COLS, N_NEURONS, ROWS, W_MAX
 
 from ..errors import FitDidNotConverge
 from ..problem import Meter, TableStep

@@ -6,7 +6,7 @@ noise exceeds ``NOISY_FACTOR`` times the median is flagged noisy.
 """
 import numpy as np
 
-from chipsim import N_NEURONS
+from bss2_calib.chipsim import N_NEURONS
 
 from ..problem import Meter, TableStep
 

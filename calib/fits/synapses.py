@@ -21,7 +21,7 @@ column factors and the relative synapse gains ``s`` (median 1 per column).
 """
 import numpy as np
 
-from chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
+from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
 
 from ..problem import Meter, TableStep
 from ..probes import nanmedian

@@ -11,7 +11,7 @@ isotonic regression makes every driver's transfer monotone, with ``T[d, 0] = 0``
 """
 import numpy as np
 
-from chipsim import COLS, N_DRIVERS, ROWS
+from bss2_calib.chipsim import COLS, N_DRIVERS, ROWS
 
 from ..problem import Meter, TableStep
 from ..probes import nanmedian

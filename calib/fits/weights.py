@@ -14,7 +14,7 @@ both are kept as extra columns.
 """
 import numpy as np
 
-from chipsim import COLS, ROWS, W_MAX
+from bss2_calib.chipsim import COLS, ROWS, W_MAX
 
 from ..problem import Meter, TableStep
 from ..probes import nanmedian, nanmean

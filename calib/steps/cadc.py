@@ -12,7 +12,7 @@ All three observe raw reads of the global reference DAC (``read_cadc_reference``
 """
 import numpy as np
 
-from chipsim import N_QUADRANTS, NEURON_QUADRANT
+from bss2_calib.chipsim import N_QUADRANTS, NEURON_QUADRANT
 
 from ..problem import KnobProblem, solve
 from ..probes import group_median, reference_code

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from chipsim import W_MAX
+from bss2_calib.chipsim import W_MAX
 
 from ..problem import KnobProblem
 from ..probes import Prober, interleaved_gain

@@ -14,7 +14,7 @@ carries the comparator offsets.
 """
 import numpy as np
 
-from chipsim import N_DRIVERS, N_QUADRANTS, ROWS
+from bss2_calib.chipsim import N_DRIVERS, N_QUADRANTS, ROWS
 
 from ..problem import KnobProblem, solve
 from ..probes import Prober

@@ -7,7 +7,7 @@ whose ratio stays below ``1 - tolerance`` failed.
 """
 import numpy as np
 
-from chipsim import ROWS
+from bss2_calib.chipsim import ROWS
 
 from ..algorithms import FixedCode
 from ..problem import KnobProblem, solve

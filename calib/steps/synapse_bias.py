@@ -7,7 +7,7 @@ and weight 63 (:mod:`calib.steps.column_gain`); the target is
 ``Target.gain_lsb_per_unit``. This fixes the chip's absolute gain; the
 per-neuron input gains then only equalise around it.
 """
-from chipsim import N_QUADRANTS, NEURON_QUADRANT
+from bss2_calib.chipsim import N_QUADRANTS, NEURON_QUADRANT
 
 from ..problem import solve
 from ..probes import group_median

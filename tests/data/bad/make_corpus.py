@@ -29,15 +29,15 @@ def _manifest(p):
 
 def _write_manifest(p, m, reseal=True):
     if reseal and "manifest_sha256" in m:
-        from calib.artifact import manifest_digest
+        from bss2_calib.calib.artifact import manifest_digest
         m["manifest_sha256"] = manifest_digest(m)
     (p / "manifest.json").write_text(json.dumps(m, indent=1))
 
 
 def build():
     sys.path.insert(0, str(HERE.parents[2]))
-    import calib
-    from chipsim import Chip
+    from bss2_calib import calib
+    from bss2_calib.chipsim import Chip
 
     out = HERE / "artifacts"
     shutil.rmtree(out, ignore_errors=True)
@@ -81,7 +81,7 @@ def build():
         m["files"]["/etc/passwd.parquet"] = m["files"].pop("knobs_driver.parquet")
 
     def wrong_shape(p):
-        import calib.artifact as art
+        import bss2_calib.calib.artifact as art
         res = calib.load(good)
         data = art.table_bytes(res.tables["knobs_driver"].iloc[:10])
         (p / "knobs_driver.parquet").write_bytes(data)
