@@ -67,8 +67,8 @@ def plot_sweep(points, limits):
     -------
     Figure
     """
-    fig = _figure((8.0, 5.0))
-    ax = fig.subplots()
+    fig = _figure((13.0, 5.0))
+    ax, ax_share = fig.subplots(1, 2, width_ratios=(3, 2))
     shapes = sorted({(p.n_in, p.n_out) for p in points})
     for k, shape in enumerate(shapes):
         pts = sorted((p for p in points if (p.n_in, p.n_out) == shape), key=lambda p: p.batch)
@@ -77,6 +77,11 @@ def plot_sweep(points, limits):
         ax.plot(b, [p.ops / sum(p.model.values()) / 1e6 for p in pts], "-", color=color, alpha=0.7)
         ax.plot(b, [p.ops / sum(p.measured.values()) / 1e6 for p in pts], "osD^v<>"[k % 7], color=color,
                 ms=9 - k, label=f"{shape[0]}x{shape[1]}")
+        total = np.array([sum(p.measured.values()) for p in pts])
+        ax_share.plot(b, [p.measured["weights"] for p in pts] / total, "--", color=color, marker="osD^v<>"[k % 7],
+                      ms=8 - k)
+        ax_share.plot(b, [p.measured["vector_fixed"] + p.measured["readout"] for p in pts] / total, "-",
+                      color=color, marker="osD^v<>"[k % 7], ms=8 - k)
     ax.axhline(limits["vector"], color="k", ls="--", lw=1, label="ceiling: 40 us + events per vector")
     for k, (shape, v) in enumerate(PUBLISHED_MOPS.items()):
         ax.axhline(v, color="0.4", ls=":", lw=1, label="published end-to-end, real system" if k == 0 else None)
@@ -88,4 +93,9 @@ def plot_sweep(points, limits):
     ax.set_ylabel("MOp/s of simulated hardware time")
     ax.set_title("one chip: markers measured (chip clock), lines the analytic model", fontsize=10)
     ax.legend(fontsize=8)
+    ax_share.set_xscale("log")
+    ax_share.set_ylim(0, 1)
+    ax_share.set_xlabel("batch")
+    ax_share.set_ylabel("share of the simulated time")
+    ax_share.set_title("weight writes (dashed) and fixed cost per vector (solid)", fontsize=10)
     return fig

@@ -8,21 +8,17 @@ from click.testing import CliRunner
 from bss2_calib.chipsim import Chip
 from bss2_calib.chipsim.chip import CADC_READ_S, VECTOR_FIXED_S, WEIGHT_WRITE_S
 from bss2_calib.cli.main import main
-from bss2_calib.infer import Engine
+from bss2_calib.infer import Corrections, Engine
 from bss2_calib.infer import profile as prof
 
 
-def _have_mnist():
-    from bss2_calib.infer.data import MnistNotFoundError, mnist_idx_dir
-
+@pytest.fixture
+def needs_mnist():
+    """Skip unless the MNIST files and the shipped model are installed."""
     try:
-        mnist_idx_dir()
-    except MnistNotFoundError:
-        return False
-    return True
-
-
-needs_mnist = pytest.mark.skipif(not _have_mnist(), reason="needs the MNIST files")
+        prof.get_workload("mnist", batch_size=1)
+    except prof.ProfileUnavailable as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture
@@ -47,17 +43,19 @@ def test_engine_stage_counters_add_up_within_the_call():
     assert h["partition"] + h["corrections"] + h["simulation"] <= h["matmul"]
 
 
-def test_a_known_workload_costs_the_analytic_time_and_every_chip_second_is_attributed(tiny):
-    x, w = tiny
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_a_known_workload_costs_the_analytic_time_and_every_chip_second_is_attributed(tiny, calibrated):
     chips = []
 
     def factory():
         chips.append(Chip(1, "noiseless"))
-        return Engine(chips[-1], num_sends=2, wait_between_events=3)
+        corr = Corrections.identity(chips[-1]) if calibrated else None
+        return Engine(chips[-1], corr, num_sends=2, wait_between_events=3)
 
     p = prof.profile(factory, "tiny", batch_size=3, warmup=1)
     dense, output = p.rows
     assert dense.name == "dense" and dense.shape == (200, 300) and dense.vectors == 3
+    assert dense.host["simulation"] > 0 and dense.host["corrections"] > 0 and dense.host["partition"] > 0
     assert dense.ops == 200 * 300 * 3
     # rounds of two tiles: (128 rows, 72 rows) twice; the slower hemisphere has 128 events per vector
     expected = {"knobs": 0.0, "weights": 4 * WEIGHT_WRITE_S, "events": 2 * 3 * 128 * 2 * 3 * 8e-9,
@@ -123,8 +121,7 @@ def test_cli_train_without_torch_is_one_line(monkeypatch):
     _one_line(CliRunner().invoke(main, ["profile", "--model", "mnist", "--train", "--no-sweep"]), "needs PyTorch")
 
 
-@needs_mnist
-def test_cli_json_parses_and_out_writes_the_figures(tmp_path):
+def test_cli_json_parses_and_out_writes_the_figures(tmp_path, needs_mnist):
     res = CliRunner().invoke(main, ["profile", "--model", "mnist", "--batch-size", "4", "--json", "--out",
                                     str(tmp_path / "figs")])
     assert res.exit_code == 0, res.output
@@ -144,10 +141,9 @@ def test_cli_json_parses_and_out_writes_the_figures(tmp_path):
     assert sorted(out["figures"]) == sorted(str(tmp_path / "figs" / n) for n in ("profile_mnist.png", "sweep.png"))
 
 
-@needs_mnist
 @pytest.mark.torch
 @pytest.mark.slow
-def test_cli_train_profiles_one_hil_step():
+def test_cli_train_profiles_one_hil_step(needs_mnist):
     pytest.importorskip("torch")
     res = CliRunner().invoke(main, ["profile", "--model", "mnist", "--train", "--batch-size", "4", "--no-sweep"])
     assert res.exit_code == 0, res.output
