@@ -43,8 +43,8 @@ def profile(model, train, chip_id, preset, artifact, store_dir, batch_size, seed
     if train:
         profiles.append(prof.profile(engine, model, batch_size=batch_size, train=True))
     limits = prof.design_limits(nonzero=prof.SWEEP_NONZERO)
-    points = prof.sweep(Engine(Chip(chip_id, preset, noise_seed=seed)), rng=np.random.default_rng(seed)) \
-        if sweep else []
+    points = prof.sweep(Engine(Chip(chip_id, preset, noise_seed=seed)), prof.SWEEP_SHAPES, prof.SWEEP_BATCHES,
+                        rng=np.random.default_rng(seed)) if sweep else []
     files = []
     if out is not None:
         from bss2_calib.infer.profile_plots import plot_profiles, plot_sweep

@@ -121,7 +121,9 @@ def test_cli_train_without_torch_is_one_line(monkeypatch):
     _one_line(CliRunner().invoke(main, ["profile", "--model", "mnist", "--train", "--no-sweep"]), "needs PyTorch")
 
 
-def test_cli_json_parses_and_out_writes_the_figures(tmp_path, needs_mnist):
+def test_cli_json_parses_and_out_writes_the_figures(tmp_path, needs_mnist, monkeypatch):
+    monkeypatch.setattr(prof, "SWEEP_SHAPES", ((100, 20), (256, 256)))  # a small sweep keeps the test short
+    monkeypatch.setattr(prof, "SWEEP_BATCHES", (1, 8))
     res = CliRunner().invoke(main, ["profile", "--model", "mnist", "--batch-size", "4", "--json", "--out",
                                     str(tmp_path / "figs")])
     assert res.exit_code == 0, res.output
@@ -135,7 +137,7 @@ def test_cli_json_parses_and_out_writes_the_figures(tmp_path, needs_mnist):
             assert p["total"][key][cat] == pytest.approx(sum(r[key][cat] for r in p["rows"]))
     # conv: one 100 x 20 tile on one hemisphere, 100 vectors of 40 us
     assert p["rows"][0]["hw"]["vector_fixed"] + p["rows"][0]["hw"]["readout"] == pytest.approx(100 * 40e-6)
-    assert len(out["sweep"]) == len(prof.SWEEP_SHAPES) * len(prof.SWEEP_BATCHES)
+    assert [(s["n_in"], s["batch"]) for s in out["sweep"]] == [(100, 1), (100, 8), (256, 1), (256, 8)]
     for name in ("profile_mnist.png", "sweep.png"):
         assert (tmp_path / "figs" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(out["figures"]) == sorted(str(tmp_path / "figs" / n) for n in ("profile_mnist.png", "sweep.png"))
