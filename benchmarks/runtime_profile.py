@@ -53,8 +53,9 @@ def summarize(runs, label):
     mops = [t.ops / t.hw_s / 1e6 for t in tot]
     share = [t.host["simulation"] / t.host_s for t in tot]
     print(f"MOp/s (hardware time) {np.median(mops):.1f} [{min(mops):.1f}-{max(mops):.1f}]; simulator share of "
-          f"host time {100 * np.median(share):.0f} %; hardware/host time {np.median([t.hw_s / t.host_s for t in tot]):.2f}"
-          f"; stage counters {1e6 * np.median([p.instrumentation_s for p in runs]):.0f} us")
+          f"host time {100 * np.median(share):.0f} %; hardware/host time "
+          f"{np.median([t.hw_s / t.host_s for t in tot]):.2f}; stage counters "
+          f"{1e6 * np.median([p.instrumentation_s for p in runs]):.0f} us")
 
 
 def main(argv=None):

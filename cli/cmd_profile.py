@@ -12,7 +12,8 @@ from .main import main
 
 
 @main.command("profile")
-@click.option("--model", default="mnist", show_default=True, help="Network to profile (mnist, har).")
+@click.option("--model", default="mnist", show_default=True,
+              help="Network to profile, e.g. mnist (the names of infer.profile.WORKLOADS).")
 @click.option("--train", is_flag=True, help="Profile one hardware-in-the-loop training step (needs torch).")
 @chip_options
 @click.option("--artifact", default=None, help="Calibration artifact of the chip (a directory or chip-N[/NAME] in "
@@ -63,8 +64,8 @@ def profile(model, train, chip_id, preset, artifact, store_dir, batch_size, seed
         return
     for p in profiles:
         _echo_profile(p)
-    click.echo(f"design ceilings (one chip, half the inputs non-zero, MOp/s): fixed cost {limits['fixed_cost']:.0f}, event rate "
-               f"{limits['event_rate']:.0f}, both {limits['vector']:.0f}; weight writes "
+    click.echo(f"design ceilings (one chip, half the inputs non-zero, MOp/s): fixed cost {limits['fixed_cost']:.0f}, "
+               f"event rate {limits['event_rate']:.0f}, both {limits['vector']:.0f}; weight writes "
                f"{limits['weight_write']:.0f} x batch; published end-to-end "
                + ", ".join(f"{v:.0f} ({k})" for k, v in prof.PUBLISHED_MOPS.items()))
     if points:
