@@ -95,6 +95,7 @@ class Row:
     def to_dict(self):
         return {"name": self.name, "shape": None if self.shape is None else list(self.shape),
                 "vectors": self.vectors, "ops": self.ops, "host_s": self.host_s, "hw_s": self.hw_s,
+                "hw_configuration_s": self.hw["knobs"] + self.hw["weights"],
                 "host": dict(self.host), "hw": dict(self.hw), "counts": dict(self.counts),
                 "mops_per_s_hw": _mops(self.ops, self.hw_s)}
 

@@ -135,6 +135,7 @@ def test_cli_json_parses_and_out_writes_the_figures(tmp_path, needs_mnist, monke
     for key, cats in (("hw", prof.HW_CATEGORIES), ("host", prof.HOST_CATEGORIES)):
         for cat in cats:
             assert p["total"][key][cat] == pytest.approx(sum(r[key][cat] for r in p["rows"]))
+    assert p["total"]["hw_configuration_s"] == pytest.approx(6 * 0.5e-3)  # six tiles, two slots: all rewritten
     # conv: one 100 x 20 tile on one hemisphere, 100 vectors of 40 us
     assert p["rows"][0]["hw"]["vector_fixed"] + p["rows"][0]["hw"]["readout"] == pytest.approx(100 * 40e-6)
     assert [(s["n_in"], s["batch"]) for s in out["sweep"]] == [(100, 1), (100, 8), (256, 1), (256, 8)]
