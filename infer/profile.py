@@ -330,6 +330,8 @@ def profile(engine_factory, model="mnist", *, batch_size=100, train=False, warmu
     if train:
         require_torch()
     w = get_workload(model, batch_size, train)
+    if train and w.train_step is None:
+        raise ProfileUnavailable(f"model {model!r} has no hardware-in-the-loop training step")
     t0 = time.perf_counter()
     engine = engine_factory()
     rec = _Recorder(engine, since=t0)

@@ -98,7 +98,10 @@ def test_sweep_matches_the_time_model(rng):
     assert limits["vector"] < limits["fixed_cost"] < limits["event_rate"]
 
 
-def test_unknown_models_and_bad_batches_are_refused():
+def test_unknown_models_bad_batches_and_missing_training_steps_are_refused(tiny, monkeypatch):
+    monkeypatch.setattr(prof, "_have_torch", lambda: True)
+    with pytest.raises(prof.ProfileUnavailable, match="'tiny' has no hardware-in-the-loop training step"):
+        prof.profile(lambda: Engine(Chip(0, "noiseless")), "tiny", batch_size=1, train=True)
     with pytest.raises(prof.ProfileUnavailable, match="unknown model 'cifar'"):
         prof.get_workload("cifar")
     with pytest.raises(ValueError, match="batch_size"):
