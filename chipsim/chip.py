@@ -22,7 +22,11 @@ MAX_BATCH = 1 << 20  #: largest batch of one run call (vectors)
 VECTOR_OVERHEAD_S = 40e-6  #: reset, baseline read and result read per vector
 RECONFIG_S = 20e-3  #: settling of analog parameters after a batch of knob writes
 WEIGHT_WRITE_S = 0.5e-3  #: writing one hemisphere's 32 768 weights
-CADC_READ_S = 10e-6  #: one standalone CADC read of all channels
+CADC_READ_S = 10e-6  #: one CADC read of all channels
+VECTOR_READS = 2  #: CADC reads per vector (baseline and result), part of :data:`VECTOR_OVERHEAD_S`
+VECTOR_FIXED_S = VECTOR_OVERHEAD_S - VECTOR_READS * CADC_READ_S  #: resets and settling per vector
+#: categories of simulated hardware time, see :attr:`Chip.hw_time_split`
+HW_TIME_CATEGORIES = ("knobs", "weights", "events", "vector_fixed", "readout")
 
 
 def _as_int_array(a, what, lo, hi, shape_desc):
@@ -122,6 +126,7 @@ class Chip:
         self._reference_code = None
         self._truth_access = bool(truth_access)
         self.hw_time_s = 0.0
+        self._hw_split = dict.fromkeys(HW_TIME_CATEGORIES, 0.0)
         self.counters = dict(runs=0, vectors=0, events=0, reconfigurations=0, weight_writes=0, cadc_reads=0)
         self._invalidate()
 
@@ -129,6 +134,11 @@ class Chip:
         return f"Chip(chip_id={self.chip_id}, preset={self.preset.name!r})"
 
     # ----------------------------------------------------------- internals
+    def _charge(self, category, seconds):
+        """Advance the hardware clock by ``seconds`` spent on ``category``."""
+        self.hw_time_s += seconds
+        self._hw_split[category] += seconds
+
     def _invalidate(self, hemisphere=None):
         if hemisphere is None or not hasattr(self, "_cache"):
             self._transfer = None
@@ -201,7 +211,7 @@ class Chip:
                 self._knobs[spec.name][index] = arr
         self._invalidate()
         self.counters["reconfigurations"] += 1
-        self.hw_time_s += RECONFIG_S
+        self._charge("knobs", RECONFIG_S)
 
     # ---------------------------------------------------- observable: weights
     def set_weights(self, w, hemisphere):
@@ -220,7 +230,7 @@ class Chip:
         self._weights[h] = arr
         self._invalidate(h)
         self.counters["weight_writes"] += 1
-        self.hw_time_s += WEIGHT_WRITE_S
+        self._charge("weights", WEIGHT_WRITE_S)
 
     def get_weights(self, hemisphere):
         """The programmed weights of one hemisphere (a copy), shape (128, 256)."""
@@ -270,7 +280,9 @@ class Chip:
             total = int(events.sum())
         else:
             slowest = total = int(events.sum())
-        self.hw_time_s += batch * VECTOR_OVERHEAD_S + slowest * n * wait * CLOCK_NS * 1e-9
+        self._charge("vector_fixed", batch * VECTOR_FIXED_S)
+        self._charge("readout", batch * VECTOR_READS * CADC_READ_S)
+        self._charge("events", slowest * n * wait * CLOCK_NS * 1e-9)
         c = self.counters
         c["runs"] += 1
         c["vectors"] += batch
@@ -314,7 +326,7 @@ class Chip:
             h = check_hemisphere(hemisphere)
             base = base[h * COLS:(h + 1) * COLS]
         self.counters["cadc_reads"] += n
-        self.hw_time_s += n * CADC_READ_S
+        self._charge("readout", n * CADC_READ_S)
         return self._noisy_reads(base, n)
 
     def read_cadc_reference(self, code, n=1):
@@ -338,10 +350,22 @@ class Chip:
         if code != self._reference_code:
             self._reference_code = int(code)
             self.counters["reconfigurations"] += 1
-            self.hw_time_s += RECONFIG_S
+            self._charge("knobs", RECONFIG_S)
         self.counters["cadc_reads"] += n
-        self.hw_time_s += n * CADC_READ_S
+        self._charge("readout", n * CADC_READ_S)
         return self._noisy_reads(t.cadc_read(code * t.reference_gain), n)
+
+    @property
+    def hw_time_split(self):
+        """Simulated hardware time by category, seconds (a dict, a copy); the values sum to :attr:`hw_time_s`.
+
+        ``knobs``: settling after knob writes and reference DAC changes (20 ms each);
+        ``weights``: weight writes (0.5 ms per hemisphere); ``events``: input events
+        (events x num_sends x wait x 8 ns, the slower hemisphere of a parallel run);
+        ``vector_fixed``: resets and settling of every vector (20 us); ``readout``: CADC
+        reads, two per vector (baseline and result, 10 us each) and every standalone read.
+        """
+        return dict(self._hw_split)
 
     @property
     def temperature_c(self):

@@ -47,3 +47,4 @@ from . import cmd_report  # noqa: E402,F401
 from . import cmd_run  # noqa: E402,F401
 from . import cmd_store  # noqa: E402,F401
 from . import cmd_verify  # noqa: E402,F401
+from . import cmd_profile  # noqa: E402,F401

@@ -41,6 +41,7 @@ On a chip without recorded faults the placement is the identity.
 import hashlib
 import logging
 import os
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ Y_MIN, Y_MAX = -128.0, 127.0
 _PLACEMENT_CACHE = 64  # placements kept per engine (tiles of recently used weight matrices)
 _FAULT_LOG = 64  # weight matrices kept in the fault report
 _RUN_LIMITS = {"num_sends": (1, 255), "wait_between_events": (1, 255)}
+#: host-time stages of :attr:`Engine.host_time`
+HOST_STAGES = ("partition", "corrections", "simulation", "matmul")
 
 
 # ---------------------------------------------------------------- validation
@@ -228,6 +231,11 @@ class Engine:
         self._measurements = {}
         self.stats = dict(calls=0, vectors=0, tile_runs=0, weight_writes=0, hw_time_s=0.0,
                           clipped_weights=0, dropped_weights=0)
+        #: cumulative host seconds (``time.perf_counter``) by stage, see :data:`HOST_STAGES`:
+        #: ``partition`` (tiling, placement, weight codes, tile inputs), ``corrections`` (input
+        #: predistortion and output corrections, with the gather of tile columns), ``simulation``
+        #: (inside the chips' ``set_weights`` and ``run``), ``matmul`` (whole :meth:`matmul` calls)
+        self.host_time = dict.fromkeys(HOST_STAGES, 0.0)
 
     def __repr__(self):
         ids = ", ".join(f"{c.chip_id}{'' if k is None else '*'}" for c, k in zip(self.chips, self.corrections))
@@ -365,7 +373,11 @@ class Engine:
             self.stats["clipped_weights"] += p.clipped
             self.stats["dropped_weights"] += p.dropped
             counts = p.counts
+        t = time.perf_counter()
         chip.set_weights(full, h)
+        t = time.perf_counter() - t
+        self.host_time["simulation"] += t
+        self.host_time["partition"] -= t  # _program runs inside the timed partition section
         slot.programmed, slot.key, slot.n_rows, slot.n_cols = full, (key, tile_id), r, c
         self.stats["weight_writes"] += 1
         return counts
@@ -420,6 +432,7 @@ class Engine:
             Raw results (uncalibrated chips) or output LSB at the target gain (calibrated),
             saturated to -128..127; see the module docstring.
         """
+        t_call = time.perf_counter()
         if name is not None and not isinstance(name, str):
             raise InferValueError(f"name must be a string, got {type(name).__name__}")
         n = self.num_sends if num_sends is None else _run_param("num_sends", num_sends)
@@ -444,9 +457,12 @@ class Engine:
             np.clip(out, Y_MIN, Y_MAX, out=out)
         self.stats["calls"] += 1
         self.stats["vectors"] += batch
+        self.host_time["matmul"] += time.perf_counter() - t_call
         return out[0] if single else out
 
     def _run_tiles(self, xa, wa, n, wait, out, name=None):
+        clock, host = time.perf_counter, self.host_time
+        t_part = clock()
         tiles = self.plan(*wa.shape)
         key = _weight_key(wa)
         n_slots = len(self._slots)
@@ -468,15 +484,23 @@ class Engine:
                 for b0 in range(0, batch, self.max_batch):
                     b1 = min(b0 + self.max_batch, batch)
                     xin = np.zeros((len(entries), b1 - b0, ROWS), dtype=np.uint8)
+                    t1 = clock()
+                    host["partition"] += t1 - t_part
                     for k, (_, slot, (r0, r1, _c0, _c1)) in enumerate(entries):
                         self._physical_input(slot, xa[b0:b1, r0:r1], xin[k])
+                    t2 = clock()
                     if len(entries) == 2:
                         y = chip.run(xin, "both", num_sends=n, wait_between_events=wait)
                     else:
                         y = chip.run(xin[0], entries[0][0], num_sends=n, wait_between_events=wait)[None]
+                    t3 = clock()
                     for k, (_, slot, (r0, r1, c0, c1)) in enumerate(entries):
                         out[b0:b1, c0:c1] += self._output(slot, y[k], c1 - c0, n)
+                    t_part = clock()
+                    host["corrections"] += (t2 - t1) + (t_part - t3)
+                    host["simulation"] += t3 - t2
                 self.stats["tile_runs"] += len(entries)
+        host["partition"] += clock() - t_part
 
     # ------------------------------------------------------------ measuring
     def measure(self, *, num_sends=None, n_vectors=200, repeats=8, seed=0):

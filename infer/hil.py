@@ -22,7 +22,7 @@ from . import mnist
 from . import torch as chip_torch
 from .errors import InferValueError
 
-__all__ = ["HILOptions", "build_network", "evaluate", "integer_model", "train"]
+__all__ = ["HILOptions", "build_network", "evaluate", "integer_model", "train", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,39 @@ def net_forward(net, x, engine):
     return x
 
 
+def train_step(net, optimizer, x, labels, engine, logit_scale):
+    """One optimiser step: forward on the chip, backward through the linear model, weights clamped.
+
+    Parameters
+    ----------
+    net : torch.nn.Sequential
+        A :func:`build_network` network.
+    optimizer : torch.optim.Optimizer
+        Over the network's weights.
+    x : Tensor of shape (batch, 1, 28, 28)
+        Activations 0..31 (see :func:`_inputs`).
+    labels : Tensor of int64, shape (batch,)
+    engine : Engine
+        Runs the forward pass.
+    logit_scale : float
+        Factor applied to the logits before the softmax.
+
+    Returns
+    -------
+    loss : Tensor (0-d, detached)
+    logits : Tensor of shape (batch, 10) (detached)
+    """
+    logits = net_forward(net, x, engine)
+    loss = torch.nn.functional.cross_entropy(logits * logit_scale, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    for layer in net:
+        if isinstance(layer, chip_torch._ChipModule):
+            layer.clamp_weights_()
+    return loss.detach(), logits.detach()
+
+
 def train(model, engine, images, labels, options=HILOptions(), *, progress=None):
     """Fine-tune ``model`` with the chip(s) of ``engine`` in the loop.
 
@@ -137,20 +170,13 @@ def train(model, engine, images, labels, options=HILOptions(), *, progress=None)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=options.epochs * steps_per_epoch)
     rng = np.random.default_rng(options.seed)
     y_all = torch.from_numpy(labels.astype(np.int64))
-    loss_fn = torch.nn.CrossEntropyLoss()
     for epoch in range(options.epochs):
         order = rng.permutation(len(labels))
         t0, total, correct = time.perf_counter(), 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * options.batch_size:(step + 1) * options.batch_size]
-            logits = net_forward(net, _inputs(model, images[idx]), engine)
-            loss = loss_fn(logits * options.logit_scale, y_all[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss, logits = train_step(net, opt, _inputs(model, images[idx]), y_all[idx], engine, options.logit_scale)
             sched.step()
-            for layer in (net[0], net[3], net[5]):
-                layer.clamp_weights_()
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y_all[idx]).sum())
             if progress is not None:

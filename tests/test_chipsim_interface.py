@@ -329,3 +329,29 @@ def test_reads_are_near_the_baseline_with_read_noise():
         chip.read_cadc_reference(1023)
     with pytest.raises(ValueError, match=r"n must be an integer"):
         chip.read_baseline(n=0)
+
+
+def test_hardware_time_categories_advance_by_the_analytic_cost_and_sum_to_the_clock():
+    from bss2_calib.chipsim.chip import HW_TIME_CATEGORIES, VECTOR_FIXED_S
+
+    chip = Chip(2, "noiseless")
+    assert set(chip.hw_time_split) == set(HW_TIME_CATEGORIES) and chip.hw_time_s == 0
+    assert VECTOR_FIXED_S + 2 * CADC_READ_S == pytest.approx(VECTOR_OVERHEAD_S)
+    chip.set_knobs({"v_reset": 400})
+    chip.set_weights(np.ones((128, 256), int), 1)
+    before = chip.hw_time_split
+    x = np.zeros((1, 128), int)
+    x[0, :7] = 3  # one vector of 7 events, sent 3 times at a spacing of 4 cycles
+    chip.run(x, 1, num_sends=3, wait_between_events=4)
+    step = {k: chip.hw_time_split[k] - before[k] for k in HW_TIME_CATEGORIES}
+    assert step == pytest.approx({"knobs": 0.0, "weights": 0.0, "events": 7 * 3 * 4 * 8e-9,
+                                  "vector_fixed": 20e-6, "readout": 20e-6}, abs=1e-15)
+    chip.read_baseline(n=2)
+    chip.read_cadc_reference(100)
+    split = chip.hw_time_split
+    assert split["knobs"] == pytest.approx(2 * RECONFIG_S)
+    assert split["weights"] == pytest.approx(WEIGHT_WRITE_S)
+    assert split["readout"] == pytest.approx(20e-6 + 3 * CADC_READ_S)
+    assert sum(split.values()) == pytest.approx(chip.hw_time_s, rel=1e-12)
+    split["knobs"] = -1.0  # a copy: the chip's clock is not writable through it
+    assert chip.hw_time_split["knobs"] == pytest.approx(2 * RECONFIG_S)
