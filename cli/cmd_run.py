@@ -121,13 +121,16 @@ def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, with_repor
     artifact's path. Exit code 1 if a stage failed outright.
     """
     from bss2_calib.chipsim import Chip
-    from bss2_calib.calib import ArtifactStore, KnobOptions, Options, calibrate, failure_notes
+    from bss2_calib.calib import ArtifactStore, CalibValueError, KnobOptions, Options, calibrate, failure_notes
 
     if store_dir and out_dir:
         raise click.UsageError("--store and --out are mutually exclusive")
     if out_dir and (os.path.lexists(out_dir)):  # refuse before spending the calibration
         raise click.ClickException(f"{out_dir} already exists; artifacts are never overwritten (choose another --out)")
-    options = Options(stages=stages, knobs=KnobOptions(algorithm=algorithm), seed=seed)
+    try:
+        options = Options(stages=stages, knobs=KnobOptions(algorithm=algorithm), seed=seed)
+    except CalibValueError as err:
+        raise click.ClickException(f"--stages: {err}") from None
     chip = Chip(chip_id, preset, noise_seed=seed)
     quiet = is_quiet()
     t0 = time.perf_counter()

@@ -113,7 +113,7 @@ def default_report_dir(artifact):
 
 
 #: Python keywords in library messages -> the flag that does the same on the command line
-FLAGS = {"allow_mismatch=True": "--allow-mismatch"}
+FLAGS = {"allow_mismatch=True": "--allow-mismatch", "spare_rows": "--spare-rows", "spare_columns": "--spare-columns"}
 
 
 def one_line(err):
