@@ -39,7 +39,7 @@ def report(artifacts, store_dir, out, formats, as_json):
         echo_json({"out": str(out), "files": files, "figures": res.figures, "missing": res.missing,
                    "summary": [{"quantity": q, "value": v, "unit": u, "source": s} for q, v, u, s in res.summary]})
         return
-    click.echo(f"report of {', '.join(map(str, artifacts))}: {len(res.figures)} figures")
+    click.echo(f"report of {', '.join(map(str, paths))}: {len(res.figures)} figures")
     for f in files:
         click.echo(f"  {f}")
     for m in res.missing:

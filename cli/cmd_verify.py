@@ -53,5 +53,7 @@ def verify(artifact, store_dir, chip_id, preset, hours, temperature, gain_thresh
                    f"{rep.vectors} vectors, {1e3 * rep.hw_time_s:.0f} ms hardware time")
         if not rep.valid:
             click.echo(f"reason: {rep.reason}")
+    if not as_json:
+        click.echo(f"artifact: {res.path}")
     if not rep.valid:
         sys.exit(1)
