@@ -33,7 +33,8 @@ def store(tmp_path_factory):
 
 
 def test_subcommands_are_added_explicitly_and_share_their_options():
-    assert set(main.commands) == {"chip", "run", "list", "show", "verify", "characterize", "report", "infer"}
+    assert set(main.commands) == {"chip", "run", "list", "show", "verify", "characterize", "report", "infer",
+                                  "profile"}
     for path in CLI_DIR.glob("cmd_*.py"):
         text = path.read_text(encoding="utf-8")
         assert "from .main" not in text and "import main" not in text, path.name  # no circular import
