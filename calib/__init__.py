@@ -25,6 +25,7 @@ from .config import (ALGORITHMS, KNOB_STAGES, STAGES, TABLE_STAGES, CalibWarning
                      Options, TableOptions, Target)
 from .errors import (ArtifactCorrupt, ArtifactError, ArtifactExists, ArtifactVersionError, CalibError,
                      CalibValueError, FitDidNotConverge, IncompatibleArtifact, StageFailed)
+from .explain import failure_notes
 from .result import CalibrationResult, load
 from .schema import SCHEMA_VERSION, TABLES
 from .store import ArtifactStore, default_root
@@ -51,7 +52,7 @@ def __dir__():
 
 
 __all__ = [
-    "calibrate", "load", "verify", "CalibrationResult", "ArtifactStore", "default_root", "CorrectionModel",
+    "calibrate", "load", "verify", "failure_notes", "CalibrationResult", "ArtifactStore", "default_root", "CorrectionModel",
     "VerifyReport", "Target", "Options", "KnobOptions", "TableOptions", "ConditionOptions", "CalibWarning",
     "STAGES", "KNOB_STAGES", "TABLE_STAGES", "ALGORITHMS", "SCHEMA_VERSION", "TABLES",
     "KnobProblem", "KnobResult", "TableStep", "Measurement", "solve",

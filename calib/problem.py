@@ -297,10 +297,10 @@ def solve(problem, algorithm):
         value=out.values.copy(), residual=residual, before=before.values.copy(), success=success,
         limited=limited, measurements=out.measurements + 1, rounds=out.rounds, cost=meter.read())
     if res.failed:
-        log.warning("%s: %d of %d instances failed: %s", problem.name, len(res.failed), problem.n_instances,
+        log.info("%s: %d of %d instances failed: %s", problem.name, len(res.failed), problem.n_instances,
                     res.failed[:20])
     if res.range_limited:
-        log.warning("%s: %d instances cannot reach the target within the knob's range %d..%d: %s", problem.name,
+        log.info("%s: %d instances cannot reach the target within the knob's range %d..%d: %s", problem.name,
                     len(res.range_limited), problem.lo, problem.hi, res.range_limited[:20])
     return res
 

@@ -138,12 +138,26 @@ class ArtifactStore:
         return removed
 
     # --------------------------------------------------------------- read
-    def latest(self, chip_id):
-        """Path of the chip's latest artifact, or None."""
+    def latest(self, chip_id, preset=None):
+        """Path of the chip's latest artifact, or None.
+
+        Parameters
+        ----------
+        chip_id : int
+        preset : str or None, default=None
+            None: whatever ``latest`` points at. A preset name: the newest
+            successful artifact of the chip made with that preset (the pointer's
+            when it matches), so that a calibration with another preset does not
+            hide it.
+        """
         ptr = self._read_pointer(chip_id)
-        if ptr is None:
-            return None
-        return self.chip_dir(chip_id) / ptr["artifact"]
+        current = None if ptr is None else self.chip_dir(chip_id) / ptr["artifact"]
+        if preset is None:
+            return current
+        rows = [r for r in self.history(chip_id) if r["ok"] and r["preset"] == preset]
+        if current is not None and any(r["path"] == str(current) for r in rows):
+            return current
+        return Path(max(rows, key=lambda r: r["created_utc"] or "")["path"]) if rows else None
 
     def load_latest(self, chip_id):
         p = self.latest(chip_id)
@@ -190,24 +204,47 @@ class ArtifactStore:
         """Every artifact of every chip (see :meth:`history`)."""
         return [row for c in self.chips() for row in self.history(c)]
 
-    def resolve(self, ref):
-        """Artifact path for ``ref``: a directory path, ``chip-N`` (its latest) or ``chip-N/NAME``."""
+    def resolve(self, ref, preset=None):
+        """Artifact path for ``ref``: a directory path, ``chip-N`` (its latest) or ``chip-N/NAME``.
+
+        Parameters
+        ----------
+        ref : str or path-like
+        preset : str or None, default=None
+            For ``chip-N`` and ``chip-N/latest``: the latest artifact of that
+            preset (see :meth:`latest`); None: the latest of any preset.
+
+        Raises
+        ------
+        ArtifactError
+            ``chip-N`` has no (matching) calibration; the message names the
+            preset of the one there is.
+        """
         ref = os.fspath(ref)
         p = Path(ref).expanduser()
         if (p / MANIFEST).exists() or p.is_dir() and not _CHIP_DIR.match(p.name):
             return p
         parts = ref.strip("/").split("/")
         m = _CHIP_DIR.match(parts[0]) if parts else None
-        if m and len(parts) == 1:
-            latest = self.latest(int(m.group(1)))
+        if m and (len(parts) == 1 or len(parts) == 2 and parts[1] == "latest"):
+            chip_id = int(m.group(1))
+            latest = self.latest(chip_id, preset)
             if latest is None:
-                raise ArtifactError(f"no calibration of chip {m.group(1)} in {self.root}")
+                raise ArtifactError(self._none_message(chip_id, preset))
             return latest
-        if m and len(parts) == 2 and (_ARTIFACT.match(parts[1]) or parts[1] == "latest"):
-            if parts[1] == "latest":
-                return self.resolve(parts[0])
+        if m and len(parts) == 2 and _ARTIFACT.match(parts[1]):
             return self.chip_dir(int(m.group(1))) / parts[1]
         return p
+
+    def _none_message(self, chip_id, preset):
+        msg = f"no calibration of chip {chip_id}" + ("" if preset is None else f" with preset {preset!r}")
+        msg += f" in {self.root}"
+        others = sorted({r["preset"] for r in self.history(chip_id) if r["ok"] and r["preset"]} - {preset})
+        if preset is not None and others:
+            msg += f"; chip {chip_id} has calibrations of preset " + ", ".join(
+                f"{p!r} (--preset {p})" for p in others)
+        run = f"bss2-calib run --chip {chip_id}" + ("" if preset in (None, "default") else f" --preset {preset}")
+        return f"{msg}; calibrate it with: {run}"
 
 
 def _alive(pid):

@@ -1,14 +1,12 @@
 """``bss2-calib characterize``: measure a chip's transfer, noise, drivers, synapse map and faults."""
 import datetime as dt
-import sys
 from pathlib import Path
 
 import click
 
 from bss2_calib.chipsim import Chip
 
-from .common import chip_options, echo_json, json_option
-from .main import main
+from .common import chip_options, echo_json, json_option, stderr_progress, store_option, verbosity_options
 
 
 def _rows(spec):
@@ -27,26 +25,13 @@ def _rows(spec):
                                  param_hint="--rows") from None
 
 
-def _stderr_progress():
-    ctx = click.get_current_context()
-    quiet = ctx.find_root().params.get("quiet", False)
-    if quiet:
-        return None
-
-    def report(msg):
-        click.echo(f"characterize: {msg}", err=True)
-        sys.stderr.flush()
-
-    return report
-
-
-@main.command("characterize")
+@click.command("characterize")
+@verbosity_options
 @chip_options
 @click.option("--artifact", default=None, metavar="ARTIFACT",
               help="Calibration artifact (a directory, or chip-N / chip-N/NAME in the store): characterize the "
                    "chip as found and with the artifact applied.")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Artifact store directory (to resolve chip-N names).")
+@store_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory of the characterization artifact (must not exist) "
                    "[default: characterization-chip<ID>-<preset>-<UTC time>].")
@@ -81,14 +66,14 @@ def characterize(chip_id, preset, artifact, store_dir, out, seed, rows_spec, qui
     if artifact is not None:
         from bss2_calib.calib import ArtifactStore, load
 
-        artifact = ArtifactStore(store_dir).resolve(artifact)
+        artifact = ArtifactStore(store_dir).resolve(artifact, preset=chip.preset.name)
         art = load(artifact)
     if out is None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = Path(f"characterization-chip{chip_id}-{chip.preset.name}-{stamp}")
     if out.exists():
         raise click.ClickException(f"{out} exists; characterizations are never overwritten (choose another --out)")
-    res = run_characterization(chip, opts, artifact=art, artifact_path=artifact, progress=_stderr_progress())
+    res = run_characterization(chip, opts, artifact=art, artifact_path=artifact, progress=stderr_progress("characterize"))
     path = res.save(out)
     m = res.manifest
     if as_json:

@@ -5,11 +5,11 @@ import numpy as np
 from bss2_calib.chipsim import COLS, KNOBS, ROWS, Chip
 from bss2_calib.chipsim.geometry import N_DRIVERS, N_NEURONS
 
-from .common import chip_options, echo_json, json_option
-from .main import main
+from .common import chip_options, echo_json, json_option, verbosity_options
 
 
-@main.group()
+@click.group()
+@verbosity_options
 def chip():
     """Inspect simulated chips."""
 
@@ -51,6 +51,7 @@ def measure_summary(c, *, vectors=256, seed=0):
 
 
 @chip.command("info")
+@verbosity_options
 @chip_options
 @json_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the trial-to-trial noise.")

@@ -9,8 +9,7 @@ import numpy as np
 from bss2_calib.chipsim import Chip
 from bss2_calib.data import models_dir
 
-from .common import chip_options, echo_json, json_option, progress
-from .main import main
+from .common import chip_options, echo_json, json_option, progress, store_option, verbosity_options
 
 MODELS_DIR = Path(str(models_dir()))  # package data; a wheel installs it as plain files
 #: weights tried in order when --weights is not given
@@ -39,16 +38,20 @@ def _spare(ctx, param, value):
     return n
 
 
-def load_artifact(ref, store_dir=None):
-    """Load a calibration artifact (a directory, or chip-N / chip-N/NAME in the store) with calib's loader."""
+def load_artifact(ref, store_dir=None, preset=None):
+    """Load a calibration artifact (a directory, or chip-N / chip-N/NAME in the store) with calib's loader.
+
+    ``chip-N`` is the latest calibration of chip N made with ``preset`` (None: of any preset).
+    """
     try:
         from bss2_calib.calib import ArtifactStore, load
     except ImportError as err:
         raise click.ClickException(f"cannot load artifacts: the calib package is unavailable ({err})") from None
-    return load(ArtifactStore(store_dir).resolve(ref))
+    return load(ArtifactStore(store_dir).resolve(ref, preset=preset))
 
 
-@main.command("infer")
+@click.command("infer")
+@verbosity_options
 @click.option("--model", type=click.Choice(["mnist"]), default="mnist", show_default=True,
               help="Network to run (the paper's MNIST network).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -57,9 +60,7 @@ def load_artifact(ref, store_dir=None):
 @click.option("--artifact", default=None,
               help="Calibration artifact of the chip (a directory, or chip-N / chip-N/NAME in the store): "
                    "its knobs are written and its corrections applied.")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Artifact store directory (to resolve chip-N names) [default: $BSS2_CALIB_STORE or "
-                   "~/.local/share/bss2-calib].")
+@store_option
 @click.option("--uncalibrated", is_flag=True, help="Run the chip at its default knobs, without corrections.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
@@ -89,7 +90,7 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, li
     weights = weights or default_weights()
     int_model = mnist.IntegerModel.load(weights)
     chip = Chip(chip_id, preset, noise_seed=seed)
-    art = None if artifact is None else load_artifact(artifact, store_dir)
+    art = None if artifact is None else load_artifact(artifact, store_dir, chip.preset.name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ArtifactMismatchWarning)
         engine = Engine(chip, art, allow_mismatch=allow_mismatch, correction=options)

@@ -4,22 +4,21 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bss2_calib.chipsim import Chip
+from bss2_calib.chipsim import Chip, load_preset
 
 from .cmd_infer import load_artifact
-from .common import chip_options, echo_json, json_option
-from .main import main
+from .common import chip_options, echo_json, json_option, store_option, verbosity_options
 
 
-@main.command("profile")
+@click.command("profile")
+@verbosity_options
 @click.option("--model", default="mnist", show_default=True,
               help="Network to profile, e.g. mnist (the names of infer.profile.WORKLOADS).")
 @click.option("--train", is_flag=True, help="Profile one hardware-in-the-loop training step (needs torch).")
 @chip_options
 @click.option("--artifact", default=None, help="Calibration artifact of the chip (a directory or chip-N[/NAME] in "
                                                "the store); default: the uncalibrated chip.")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Artifact store directory (to resolve chip-N names).")
+@store_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Samples in the profiled pass.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the chip's noise and of the sweep.")
@@ -35,7 +34,7 @@ def profile(model, train, chip_id, preset, artifact, store_dir, batch_size, seed
 
     if train:
         prof.require_torch()
-    art = None if artifact is None else load_artifact(artifact, store_dir)
+    art = None if artifact is None else load_artifact(artifact, store_dir, load_preset(preset).name)
 
     def engine():
         return Engine(Chip(chip_id, preset, noise_seed=seed), art)

@@ -3,17 +3,17 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, json_option, report_formats_option
-from .main import main
+from .common import (default_report_dir, echo_json, json_option, report_formats_option, stderr_progress, store_option,
+                     verbosity_options)
 
 
-@main.command("report")
+@click.command("report")
+@verbosity_options
 @click.argument("artifacts", nargs=-1, required=True, metavar="ARTIFACT [ARTIFACT2]")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Artifact store directory (to resolve chip-N names) [default: $BSS2_CALIB_STORE or "
-                   "~/.local/share/bss2-calib].")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for report.html, report.pdf and the PNG figures (created if missing).")
+@store_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for report.html, report.pdf and the PNG figures (created if missing) "
+                   "[default: ARTIFACT-report next to the (first) artifact].")
 @report_formats_option("--format", "formats")
 @json_option
 def report(artifacts, store_dir, out, formats, as_json):
@@ -31,15 +31,15 @@ def report(artifacts, store_dir, out, formats, as_json):
         raise click.UsageError(f"give one or two artifacts, got {len(artifacts)}")
     store = ArtifactStore(store_dir)
     paths = [store.resolve(a) for a in artifacts]
-    quiet = click.get_current_context().find_root().params.get("quiet", False)
-    res = write_report(paths, out, formats=formats,
-                       progress=None if quiet else (lambda msg: click.echo(f"report: {msg}", err=True)))
+    if out is None:
+        out = default_report_dir(paths[0])
+    res = write_report(paths, out, formats=formats, progress=stderr_progress("report"))
     files = ([str(res.html)] if res.html else []) + ([str(res.pdf)] if res.pdf else []) + [str(p) for p in res.png]
     if as_json:
         echo_json({"out": str(out), "files": files, "figures": res.figures, "missing": res.missing,
                    "summary": [{"quantity": q, "value": v, "unit": u, "source": s} for q, v, u, s in res.summary]})
         return
-    click.echo(f"report of {', '.join(map(str, artifacts))}: {len(res.figures)} figures")
+    click.echo(f"report of {', '.join(map(str, paths))}: {len(res.figures)} figures")
     for f in files:
         click.echo(f"  {f}")
     for m in res.missing:

@@ -5,8 +5,8 @@ import time
 
 import click
 
-from .common import StageProgress, chip_options, echo_json, json_option, report_formats_option
-from .main import main
+from .common import (StageProgress, chip_options, default_report_dir, echo_json, echo_notes, is_quiet, json_option,
+                     report_formats_option, stderr_progress, store_option, verbosity, verbosity_options)
 
 
 def _fmt(v, unit=""):
@@ -28,11 +28,20 @@ def _cut(text, width):
     return text if len(text) <= width else text[:width - 1] + "~"
 
 
-def summary_lines(summary):
+#: what the columns of the summary table mean, printed under it
+LEGEND = ("before/after: spread over the instances at the start and final codes (knob steps) or the spread the "
+          "table corrects and the uncertainty left (table steps); failed: failed/instances; measured: Nr = "
+          "configure-and-measure rounds of a knob step, Nv = probe vectors of a table step; wall s / hw s: wall-clock "
+          "and simulated hardware time")
+
+
+def summary_lines(summary, *, detail=True):
     """The human-readable summary table of a calibration (list of str).
 
     The step, quantity and unit columns are as wide as their longest entry
     (at most :data:`STEP_W`, :data:`QUANTITY_W`, :data:`UNIT_W` characters).
+    With ``detail`` the indices of the failed instances follow the table;
+    otherwise one line says where they are.
     """
     lines = [f"chip {summary['chip_id']}  preset {summary['preset']}  "
              f"valid for wait_between_events={summary['conditions']['wait_between_events']}, "
@@ -61,8 +70,11 @@ def summary_lines(summary):
                  f"{t.get('knob_rounds', 0):>8d}r {t.get('wall_time_s', 0):7.2f} {t.get('hw_time_s', 0):7.3f}")
     lines.append(f"{'':{sw}s} {t.get('vectors', 0)} vectors, {t.get('cadc_reads', 0)} CADC reads, "
                  f"{t.get('reconfigurations', 0)} reconfigurations, {t.get('weight_writes', 0)} weight writes")
+    lines += _wrap(f"legend: {LEGEND}", len(head))
     fails = [(s["name"], s["failed"]) for s in summary["steps"] if s.get("failed")]
-    if fails:
+    if fails and not detail:
+        lines.append("failed instances: -v lists them (and --json, and the tables' success columns)")
+    elif fails:
         lines.append("failed instances:")
         for name, idx in fails:
             shown = ", ".join(str(i) for i in idx[:40]) + (f", ... ({len(idx)} in all)" if len(idx) > 40 else "")
@@ -75,10 +87,16 @@ def summary_lines(summary):
     return lines
 
 
-@main.command("run")
+def _wrap(text, width):
+    import textwrap
+
+    return textwrap.wrap(text, width=width, subsequent_indent="  ")
+
+
+@click.command("run")
+@verbosity_options
 @chip_options
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Artifact store directory (default: $BSS2_CALIB_STORE or ~/.local/share/bss2-calib).")
+@store_option
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Write the artifact to this new directory instead of the store.")
 @click.option("--stages", default="all", show_default=True,
@@ -103,36 +121,43 @@ def run(chip_id, preset, store_dir, out_dir, stages, algorithm, seed, with_repor
     artifact's path. Exit code 1 if a stage failed outright.
     """
     from bss2_calib.chipsim import Chip
-    from bss2_calib.calib import ArtifactStore, KnobOptions, Options, calibrate
+    from bss2_calib.calib import ArtifactStore, CalibValueError, KnobOptions, Options, calibrate, failure_notes
 
     if store_dir and out_dir:
         raise click.UsageError("--store and --out are mutually exclusive")
     if out_dir and (os.path.lexists(out_dir)):  # refuse before spending the calibration
-        raise click.ClickException(f"{out_dir} already exists; artifacts are never overwritten")
-    options = Options(stages=stages, knobs=KnobOptions(algorithm=algorithm), seed=seed)
+        raise click.ClickException(f"{out_dir} already exists; artifacts are never overwritten (choose another --out)")
+    try:
+        options = Options(stages=stages, knobs=KnobOptions(algorithm=algorithm), seed=seed)
+    except CalibValueError as err:
+        raise click.ClickException(f"--stages: {err}") from None
     chip = Chip(chip_id, preset, noise_seed=seed)
-    quiet = click.get_current_context().find_root().params.get("quiet", False)
+    quiet = is_quiet()
     t0 = time.perf_counter()
     with StageProgress("calibrating", tty=False if quiet else None) as progress:
         result = calibrate(chip, options=options, progress=None if quiet else progress)
     if not quiet:
         click.echo(f"calibrated in {time.perf_counter() - t0:.1f} s wall, {chip.hw_time_s:.2f} s hardware time",
                    err=True)
-    if out_dir:
-        saved = result.save(out_dir)
-    else:
-        saved = ArtifactStore(store_dir).save(result, make_latest=result.ok)
+    echo_notes(failure_notes(result.manifest))
+    store = None if out_dir else ArtifactStore(store_dir)
+    saved = result.save(out_dir) if out_dir else store.save(result, make_latest=result.ok)
     summary = saved.summary()
     if not as_json:
-        for line in summary_lines(summary):
+        for line in summary_lines(summary, detail=verbosity() > 0):
             click.echo(line)
         click.echo(f"artifact: {saved.path}")
+        if store is not None:
+            name = f"chip-{result.chip_id}"
+            click.echo(f"store:    {store.root} (" + (f"{name} names this artifact for preset {result.preset['name']}"
+                                                    if result.ok else f"not made {name}'s latest: a stage failed")
+                       + "; --store DIR or $BSS2_CALIB_STORE choose another store)")
     if with_report:
         from bss2_calib.calib.report import write_report
 
-        out = saved.path.with_name(saved.path.name + "-report")
+        out = default_report_dir(saved.path)
         files = write_report(saved, out, formats=report_formats,
-                             progress=None if quiet else (lambda msg: click.echo(f"report: {msg}", err=True)))
+                             progress=stderr_progress("report"))
         written = ([str(files.html)] if files.html else []) + ([str(files.pdf)] if files.pdf else []) \
             + [str(p) for p in files.png]
         summary["report"] = {"dir": str(out), "files": written, "figures": files.figures}

@@ -1,16 +1,14 @@
 """``bss2-calib list`` and ``bss2-calib show``: browse the artifact store."""
+import json
+
 import click
 
-from .common import echo_json, json_option
-from .main import main
-
-_store_option = click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-                             help="Artifact store directory (default: $BSS2_CALIB_STORE or "
-                                  "~/.local/share/bss2-calib).")
+from .common import echo_json, echo_notes, json_option, store_option, verbosity, verbosity_options
 
 
-@main.command("list")
-@_store_option
+@click.command("list")
+@verbosity_options
+@store_option
 @click.option("--chip", "chip_id", type=click.IntRange(min=0), default=None, help="Only this chip.")
 @json_option
 def list_cmd(store_dir, chip_id, as_json):
@@ -31,32 +29,43 @@ def list_cmd(store_dir, chip_id, as_json):
         click.echo(f"{mark} chip-{r['chip_id']}/{r['name']}  {r['preset'] or '-':12s} {status:10s} {r['path']}")
 
 
-@main.command("show")
+@click.command("show")
+@verbosity_options
 @click.argument("artifact")
-@_store_option
-@click.option("--table", "table", default=None, help="Print this table as CSV instead of the summary.")
+@store_option
+@click.option("--table", "table", default=None, help="Print this table (CSV, or JSON records with --json) instead of the summary.")
 @json_option
 def show(artifact, store_dir, table, as_json):
-    """Summary of ARTIFACT, or one of its tables as CSV.
+    """Summary of ARTIFACT, or one of its tables as CSV (as JSON records with --json).
 
     ARTIFACT is a directory, or chip-N (its latest calibration) or
     chip-N/NAME in the store.
     """
     from bss2_calib.calib import ArtifactStore, load
 
+    from bss2_calib.calib import failure_notes
+
     from .cmd_run import summary_lines
 
     res = load(ArtifactStore(store_dir).resolve(artifact))
     if table is not None:
         if table not in res.tables:
-            raise click.ClickException(f"artifact has no table {table!r}; tables: {', '.join(res.tables)}")
-        click.echo(res.tables[table].to_csv(), nl=False)
+            raise click.ClickException(f"artifact has no table {table!r}; --table takes one of: "
+                                       f"{', '.join(res.tables)}")
+        df = res.tables[table]
+        if as_json:  # one record per row, the index levels as fields; NaN as null
+            echo_json({"artifact": str(res.path), "table": table, "index": [n for n in df.index.names if n],
+                       "columns": [str(c) for c in df.columns],
+                       "records": json.loads(df.reset_index().to_json(orient="records"))})
+        else:
+            click.echo(df.to_csv(), nl=False)
         return
     summary = res.summary()
     if as_json:
         echo_json(summary)
         return
-    for line in summary_lines(summary):
+    echo_notes(failure_notes(res.manifest))
+    for line in summary_lines(summary, detail=verbosity() > 0):
         click.echo(line)
     click.echo("tables: " + ", ".join(f"{k} ({len(res.tables[k])} rows)" for k in res.tables))
     click.echo(f"artifact: {res.path}")

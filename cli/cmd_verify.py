@@ -3,14 +3,13 @@ import sys
 
 import click
 
-from .common import echo_json, json_option
-from .main import main
+from .common import echo_json, json_option, store_option, verbosity_options
 
 
-@main.command("verify")
+@click.command("verify")
+@verbosity_options
 @click.argument("artifact")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
-              help="Artifact store directory (to resolve chip-N names).")
+@store_option
 @click.option("--chip", "chip_id", type=click.IntRange(min=0), default=None,
               help="Chip id to check (default: the artifact's).")
 @click.option("--preset", default=None, help="Preset of the chip (default: the artifact's preset name).")
@@ -37,7 +36,7 @@ def verify(artifact, store_dir, chip_id, preset, hours, temperature, gain_thresh
     from bss2_calib.calib import ArtifactStore, load
     from bss2_calib.calib import verify as run_verify
 
-    res = load(ArtifactStore(store_dir).resolve(artifact))
+    res = load(ArtifactStore(store_dir).resolve(artifact, preset=preset))
     chip = Chip(res.chip_id if chip_id is None else chip_id, preset or res.preset["name"], noise_seed=seed)
     if hours or temperature is not None:
         chip.advance(hours=hours, temperature_c=temperature)
@@ -54,5 +53,7 @@ def verify(artifact, store_dir, chip_id, preset, hours, temperature, gain_thresh
                    f"{rep.vectors} vectors, {1e3 * rep.hw_time_s:.0f} ms hardware time")
         if not rep.valid:
             click.echo(f"reason: {rep.reason}")
+    if not as_json:
+        click.echo(f"artifact: {res.path}")
     if not rep.valid:
         sys.exit(1)

@@ -1,12 +1,162 @@
-"""Options and helpers shared by the subcommands."""
+"""Options and helpers shared by the subcommands: declared once, used by every command that needs them.
+
+Shared state of one invocation (verbosity, ``--json``) lives in ``ctx.meta``,
+which click shares between the group's and the subcommand's contexts, so
+``-q``/``-v`` and ``--json`` work before or after the subcommand's name.
+"""
 import json
 import logging
+import math
 import sys
+from pathlib import Path
 
 import click
 import numpy as np
 
 log = logging.getLogger("bss2")
+
+#: a log level between INFO and WARNING: what a person running a command should read (shown by default)
+NOTE = 25
+logging.addLevelName(NOTE, "NOTE")
+
+_VERBOSE, _QUIET, _JSON, _ARGS = "bss2_calib.verbose", "bss2_calib.quiet", "bss2_calib.json", "bss2_calib.args"
+
+
+class _Formatter(logging.Formatter):
+    """``note: ...`` for NOTE, ``WARNING name: ...`` for warnings and errors, ``name: ...`` for the detail."""
+
+    def format(self, record):
+        msg = record.getMessage()
+        if record.levelno == NOTE:
+            return f"note: {msg}"
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname} {record.name}: {msg}"
+        return f"{record.name}: {msg}"
+
+
+class _Handler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr``; on a terminal it first clears a progress bar's line."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+    def emit(self, record):
+        if getattr(sys.stderr, "isatty", lambda: False)():
+            sys.stderr.write("\r\x1b[K")
+        super().emit(record)
+
+
+def configure_logging(ctx):
+    """Set the log level from the ``-v``/``-q`` counts gathered in ``ctx.meta`` (one handler, on stderr)."""
+    quiet, verbose = ctx.meta.get(_QUIET, False), ctx.meta.get(_VERBOSE, 0)
+    level = logging.ERROR if quiet else (NOTE, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _Handler)), None)
+    if handler is None:
+        handler = _Handler()
+        handler.setFormatter(_Formatter())
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _count_verbose(ctx, param, value):
+    if value:
+        ctx.meta[_VERBOSE] = ctx.meta.get(_VERBOSE, 0) + value
+        configure_logging(ctx)
+
+
+def _set_quiet(ctx, param, value):
+    if value:
+        ctx.meta[_QUIET] = True
+        configure_logging(ctx)
+
+
+def verbosity_options(f):
+    """-v/--verbose (repeatable) and -q/--quiet: accepted by the group and by every subcommand."""
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
+                     help="Only errors on stderr.")(f)
+    f = click.option("-v", "--verbose", count=True, expose_value=False, callback=_count_verbose,
+                     help="More log output on stderr: -v the per-instance detail, -vv debugging.")(f)
+    return f
+
+
+def is_quiet():
+    """Whether -q was given (before or after the subcommand)."""
+    return click.get_current_context().meta.get(_QUIET, False)
+
+
+def verbosity():
+    """How many -v were given (before and after the subcommand); 0 under -q."""
+    ctx = click.get_current_context()
+    return 0 if ctx.meta.get(_QUIET) else ctx.meta.get(_VERBOSE, 0)
+
+
+def echo_notes(lines):
+    """Explanations a person should read (``note: ...``) on stderr, unless -q."""
+    if not is_quiet():
+        for line in lines:
+            click.echo(f"note: {line}", err=True)
+
+
+def default_report_dir(artifact):
+    """Where a report goes without --out: ``<artifact>-report`` beside the artifact directory."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + "-report")
+
+
+#: Python keywords in library messages -> the flag that does the same on the command line
+FLAGS = {"allow_mismatch=True": "--allow-mismatch", "spare_rows": "--spare-rows", "spare_columns": "--spare-columns"}
+
+
+def one_line(err):
+    """The first line of an exception's message, with Python keywords replaced by their flags."""
+    text = str(err).strip().splitlines()
+    msg = text[0] if text else type(err).__name__
+    for keyword, flag in FLAGS.items():
+        msg = msg.replace(keyword, flag)
+    return msg
+
+
+def stderr_progress(prefix):
+    """A ``progress(msg)`` callback that prints ``PREFIX: msg`` on stderr, or None under -q."""
+    if is_quiet():
+        return None
+
+    def report(msg):
+        click.echo(f"{prefix}: {msg}", err=True)
+
+    return report
+
+
+def wants_json(ctx):
+    """Whether --json was given to this invocation (also when parsing failed before its callback ran)."""
+    return bool(ctx.meta.get(_JSON)) or "--json" in ctx.meta.get(_ARGS, ())
+
+
+def remember_args(ctx, args):
+    """Keep the command line's words (``wants_json`` looks there when parsing failed early)."""
+    ctx.meta[_ARGS] = tuple(args)
+
+
+def _set_json(ctx, param, value):
+    if value:
+        ctx.meta[_JSON] = True
+    return value
+
+
+def store_option(f):
+    """--store DIR: the artifact store (to save into and to resolve chip-N names)."""
+    return click.option("--store", "store_dir", type=click.Path(file_okay=False), default=None,
+                        help="Artifact store directory, where chip-N names are looked up [default: "
+                             "$BSS2_CALIB_STORE or ~/.local/share/bss2-calib].")(f)
 
 
 def chip_options(f):
@@ -19,7 +169,9 @@ def chip_options(f):
 
 
 def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
+    """--json: one JSON document on stdout (errors too: ``{"error": "..."}``, with the usual exit code)."""
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=_set_json,
+                        help="Print JSON on stdout (errors as {\"error\": ...}).")(f)
 
 
 REPORT_FORMATS = ("html", "pdf", "png")
@@ -51,8 +203,20 @@ def _default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _finite(obj):
+    """NaN and infinities become null (JSON has no such numbers)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def echo_json(obj):
-    click.echo(json.dumps(obj, indent=2, default=_default))
+    """Print ``obj`` as strict JSON on stdout (numpy scalars and arrays converted, NaN as null)."""
+    click.echo(json.dumps(_finite(json.loads(json.dumps(obj, default=_default))), indent=2, allow_nan=False))
 
 
 def progress(iterable=None, *, length=None, label=""):

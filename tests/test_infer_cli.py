@@ -184,7 +184,7 @@ def test_missing_artifacts_are_one_line_errors(tmp_path):
     (["--batch-size", "0"], 2, "--batch-size"),
     (["--spare-rows", "some"], 2, "--spare-rows"),
     (["--spare-columns", "-3"], 2, "--spare-columns"),
-    (["--spare-rows", "500"], 1, "spare_rows must be an integer in 0..120"),
+    (["--spare-rows", "500"], 1, "--spare-rows must be an integer in 0..120"),
 ])
 def test_bad_run_options(args, code, message):
     res = CliRunner().invoke(main, ["infer", "--uncalibrated", *args])
