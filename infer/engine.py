@@ -254,11 +254,11 @@ class Engine:
             return mism
         field, why = mism[0]
         if not self.allow_mismatch:
-            raise IncompatibleArtifact(f"{why} (field {field}; allow_mismatch=True overrides)", field)
+            raise IncompatibleArtifact(f"{why}; allow_mismatch=True overrides", field)
         for field, why in mism:
             if (i, field) not in self._warned:
                 self._warned.add((i, field))
-                warnings.warn(ArtifactMismatchWarning(f"{why} (field {field}); using it anyway"), stacklevel=3)
+                warnings.warn(ArtifactMismatchWarning(f"{why}; using it anyway"), stacklevel=3)
         return mism
 
     def _apply_knobs(self, i, use_artifact=True):
@@ -286,7 +286,7 @@ class Engine:
         """Largest tile (rows, columns): the full 128 x 256 less the spare rows and columns."""
         opt, spare = self.correction, {}
         for name, count in (("spare_rows", lambda hs: int(hs.row_dead.sum())),
-                            ("spare_columns", lambda hs: int((hs.col_dead | hs.col_noisy).sum()))):
+                            ("spare_columns", lambda hs: int((hs.col_dead | hs.col_noisy | hs.col_weak).sum()))):
             v = getattr(opt, name)
             if v == "auto":
                 v = max([count(self._hemisphere(i, h)) for i, k in enumerate(self.corrections) if k is not None
