@@ -18,7 +18,10 @@ settings, the mean int8 result of column ``j`` of hemisphere ``h``::
   (``G-`` likewise), weight ``w`` is programmed as the code ``c`` with
   ``D(c)`` nearest to ``|w| * h_j / G_ij``, signed like ``w``. The
   **headroom scale** ``h_j`` of a column is the largest value that keeps every
-  programmed weight of the column within 63, capped at ``max_scale`` (default
+  programmed weight of the column within 63, each allowed to fall short of its
+  value by ``clip_tolerance`` (default 10 %: a few weights on the weakest synapses
+  are carried slightly short rather than the whole column's output, noise
+  included, amplified), capped at ``max_scale`` (default
   1) and floored at ``min_scale`` (default 0.5; below it the few weights that
   would exceed 63 are clipped and counted).
 * **outputs**, per column: ``y_corrected = (y - offset_lsb[n_j]) / (h_j * f(n))``
@@ -73,6 +76,13 @@ class CorrectionOptions:
     min_scale : float, default=0.5
         Smallest column scale (0 < min_scale <= max_scale); weights that would need
         more than 63 at this scale are clipped (counted in the engine's report).
+    clip_tolerance : float, default=0.1
+        Largest fraction of its magnitude (0 <= clip_tolerance < 0.5) by which a weight may
+        fall short (its code clipped at 63) before it lowers its column's headroom scale.
+        Dividing a column's output by a scale below 1 amplifies its noise for every
+        input; clipping a weight on one of the weakest synapses costs only where that
+        synapse is driven. 0: no weight is ever clipped while the scale is above
+        ``min_scale`` (every column is limited by its weakest full-scale synapse).
     remap : bool, default=True
         Route around the faults the artifact records (:mod:`infer.routing`): logical rows
         and columns move off dead drivers, dead or noisy neurons and stuck synapses onto
@@ -92,12 +102,13 @@ class CorrectionOptions:
 
     max_scale: float = 1.0
     min_scale: float = 0.5
+    clip_tolerance: float = 0.1
     remap: bool = True
     spare_rows: int | str = 0
     spare_columns: int | str = 0
 
     def __post_init__(self):
-        for name in ("max_scale", "min_scale"):
+        for name in ("max_scale", "min_scale", "clip_tolerance"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
                 raise InferValueError(f"{name} must be a finite number, got {v!r}")
@@ -105,6 +116,8 @@ class CorrectionOptions:
             raise InferValueError(f"max_scale must be in (0, 4], got {self.max_scale}")
         if not 0 < self.min_scale <= self.max_scale:
             raise InferValueError(f"min_scale must be in (0, max_scale], got {self.min_scale}")
+        if not 0 <= self.clip_tolerance < 0.5:
+            raise InferValueError(f"clip_tolerance must be in [0, 0.5), got {self.clip_tolerance}")
         if not isinstance(self.remap, (bool, np.bool_)):
             raise InferValueError(f"remap must be True or False, got {self.remap!r}")
         for name, hi in (("spare_rows", ROWS - 8), ("spare_columns", COLS - 8)):

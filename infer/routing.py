@@ -444,7 +444,8 @@ def program(hs, w, rows, cols, partners, options):
     r, c = w.shape
     src = np.concatenate([np.arange(r), np.array([i for i, _ in partners], dtype=np.int64)])
     prow = np.concatenate([np.asarray(rows, dtype=np.int64), np.array([p for _, p in partners], dtype=np.int64)])
-    # headroom scale from the primaries' ordinary synapses
+    # headroom scale from the primaries' ordinary synapses: the largest that carries every weight at least
+    # (1 - clip_tolerance) of the way
     mag = np.abs(w).astype(np.float64)
     sign = w < 0
     G = hs.G[:, rows][:, :, cols]
@@ -452,7 +453,7 @@ def program(hs, w, rows, cols, partners, options):
     plain = ~hs.stuck_max[:, rows][:, :, cols].any(axis=0)
     usable = (mag > 0) & (g > 0) & plain
     with np.errstate(divide="ignore", invalid="ignore"):
-        limit = np.where(usable, hs.dmax * g / np.where(mag > 0, mag, 1.0), np.inf)
+        limit = np.where(usable, hs.dmax * g / (np.where(mag > 0, mag, 1.0) * (1 - options.clip_tolerance)), np.inf)
     scale = np.clip(limit.min(axis=0, initial=np.inf), options.min_scale, options.max_scale)
     v = w * scale[None, :]
     # the primary pair takes what it can, the partner the rest
