@@ -34,8 +34,10 @@ Prints (and with ``--json`` emits one JSON object):
   away); weights uniform -63..63. Points whose target lies beyond +-70 LSB (the
   linear range) are left out, the same points for every case. Figures: rms over
   all points; per column (logical output) its rms, and the median, 99th percentile
-  and worst over columns; columns above 3x the floor's median column rms (those on
-  dead or noisy neurons on full tiles are listed apart: they have nowhere to go).
+  and worst over columns; columns above 3x the floor's median column rms, by cause
+  (read from the artifact's fault masks and the engine's placement, never the
+  truth): on a dead or noisy neuron, on a weak neuron out of reach, explained by
+  weights the tile put on dead drivers (full tiles: no free row), or other.
 
 Targets (issue 11): on ``default`` the calibrated rms is at most 1.05x the floor's,
 dense and sparse; on every population no column above 3x the floor's median column
@@ -58,7 +60,7 @@ from bss2_calib import calib  # noqa: E402
 from bss2_calib.calib.model import CorrectionModel  # noqa: E402
 from bss2_calib.chipsim import COLS, ROWS, W_MAX, Chip  # noqa: E402
 from bss2_calib.infer import CorrectionOptions, Corrections, Engine  # noqa: E402
-from bss2_calib.infer.routing import place  # noqa: E402
+from bss2_calib.infer.routing import Hemisphere, place  # noqa: E402
 
 
 # --------------------------------------------------------------------- recovery
@@ -114,6 +116,7 @@ LAYOUTS = {"full": (0, 0), "spare": (16, 32)}  # spare rows, spare columns per t
 WORKLOADS = {"dense": {"active": None, "num_sends": 2}, "sparse": {"active": 4, "num_sends": 8}}
 LIMIT_LSB = 70.0  # targets beyond this leave the linear range and are not scored
 OUTLIER = 3.0  # a column above this many times the floor's median column rms is an outlier
+CAUSES = ("dead/noisy", "weak", "dead driver", "other")
 
 
 def workload(rng, kind, n_in, n_out, vectors):
@@ -137,18 +140,35 @@ def column_figures(err, inside):
     return float(np.sqrt(e2.sum() / inside.sum())), col
 
 
-def bad_physical_columns(artifact, w, layout):
-    """Logical columns of w that the engine places on dead or noisy neurons (the placement is deterministic)."""
+def attribute(artifact, x, w, layout, num_sends, err, inside, threshold):
+    """Why each logical column is off, from the artifact's fault masks and the engine's (deterministic) placement.
+
+    Returns an array of str per column: "" (within threshold), "dead/noisy" (on a dead or noisy
+    neuron), "weak" (a weak neuron out of reach), "dead driver" (within threshold once the weights
+    its tile placed on dead drivers are added back), "other".
+    """
     corr = Corrections.from_artifact(artifact)
     spare_r, spare_c = LAYOUTS[layout]
     opts = CorrectionOptions(spare_rows=spare_r, spare_columns=spare_c)
     r, c = ROWS - spare_r, COLS - spare_c
-    bad = []
+    f = corr.faults
+    out = np.full(w.shape[1], "", dtype=object)
     for h in (0, 1):
-        p = place(corr, h, w[:r, h * c:(h + 1) * c], opts)
-        f = corr.faults
-        bad.append((f.neuron_dead | f.neuron_noisy)[h * COLS + p.cols])
-    return np.concatenate(bad)
+        sl = slice(h * c, (h + 1) * c)
+        wt = w[:r, sl]
+        p = place(corr, h, wt, opts)
+        hs = Hemisphere(corr, h)
+        nid = h * COLS + p.cols
+        on_dead_rows = f.driver_dead[h * ROWS + p.rows[:r]]  # primaries on dead drivers
+        lost = 0.002 * num_sends * (x[:, :r][:, on_dead_rows] @ wt[on_dead_rows])
+        e = err[:, sl]
+        fixed = np.sqrt(np.where(inside[:, sl], (e + lost) ** 2, 0).sum(0) / inside[:, sl].sum(0))
+        rms = np.sqrt(np.where(inside[:, sl], e ** 2, 0).sum(0) / inside[:, sl].sum(0))
+        why = np.where(rms <= threshold, "", np.where(
+            f.neuron_dead[nid] | f.neuron_noisy[nid], "dead/noisy", np.where(
+                hs.out_of_reach(wt, p.cols), "weak", np.where(fixed <= threshold, "dead driver", "other"))))
+        out[sl] = why
+    return out
 
 
 def residual_case(chips, artifacts, layout, kind, rng, vectors):
@@ -165,20 +185,24 @@ def residual_case(chips, artifacts, layout, kind, rng, vectors):
                                  zip(chips, artifacts)):
         engine = Engine(chip, art, num_sends=n, correction=opts)
         y = engine.matmul(x, w, name=f"{layout} {kind}")
+        if case == "calibrated":
+            ys_cal = y
         rms, col = column_figures(y - target, inside)
         out[case] = {"rms_lsb": rms, "col": col}
         if case == "calibrated":
             out["fault_report"] = engine.fault_report().total()
     floor_median = float(np.nanmedian(out["floor"]["col"]))
-    exempt = bad_physical_columns(artifacts[0], w, layout) if layout == "full" else np.zeros(n_out, bool)
-    for case in out:
+    thr = OUTLIER * floor_median
+    for case in list(out):
         if case == "fault_report":
             continue
         col = out[case].pop("col")
-        over = col > OUTLIER * floor_median
         out[case].update(col_median=float(np.nanmedian(col)), col_p99=float(np.nanpercentile(col, 99)),
-                         col_worst=float(np.nanmax(col)), over=int((over & ~exempt).sum()),
-                         over_exempt=int((over & exempt).sum()))
+                         col_worst=float(np.nanmax(col)), over=int((col > thr).sum()))
+    why = attribute(artifacts[0], x, w, layout, n, ys_cal - target, inside, thr)
+    out["calibrated"]["over_by_cause"] = {k: int((why == k).sum()) for k in CAUSES}
+    # the issue's exception: dead or noisy neurons on full tiles (no room to route)
+    out["calibrated"]["over_not_excepted"] = int(((why != "") & ~((why == "dead/noisy") & (layout == "full"))).sum())
     out["ratio_to_floor"] = out["calibrated"]["rms_lsb"] / out["floor"]["rms_lsb"]
     out["floor_col_median"] = floor_median
     out["points_scored"] = float(inside.mean())
@@ -211,7 +235,7 @@ def residual(populations, chip_ids, vectors, progress=print):
                     progress(f"{pop} chip {cid} {lay} {kind}: rms {r['calibrated']['rms_lsb']:.3f} vs floor "
                              f"{r['floor']['rms_lsb']:.3f} (ratio {r['ratio_to_floor']:.3f}); worst column "
                              f"{r['calibrated']['col_worst']:.2f}, over 3x {r['calibrated']['over']} "
-                             f"(+{r['calibrated']['over_exempt']} dead/noisy)")
+                             f"{r['calibrated']['over_by_cause']}")
     return report
 
 
@@ -223,7 +247,7 @@ def _spread(vals):
 def residual_table(report):
     """Markdown table: medians over chips with [min, max]."""
     lines = ["| population | tiles | workload | rms calibrated | rms floor | ratio | ideal uncal. | uncalibrated "
-             "| col median | col p99 | col worst | cols > 3x floor median (+ dead/noisy) |",
+             "| col median | col p99 | col worst | cols > 3x floor median: dead/noisy, weak, dead driver, other |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pop, lays in report.items():
         for lay, kinds in lays.items():
@@ -235,7 +259,7 @@ def residual_table(report):
                     f"{_spread([r['ideal_uncalibrated']['rms_lsb'] for r in runs])} | "
                     f"{_spread([r['uncalibrated']['rms_lsb'] for r in runs])} | {_spread([v['col_median'] for v in c])} | "
                     f"{_spread([v['col_p99'] for v in c])} | {_spread([v['col_worst'] for v in c])} | "
-                    f"{sum(v['over'] for v in c)} (+{sum(v['over_exempt'] for v in c)}) |")
+                    f"{', '.join(str(sum(v['over_by_cause'][k] for v in c)) for k in CAUSES)} |")
     return "\n".join(lines)
 
 
@@ -248,8 +272,8 @@ def residual_targets(report):
             out.append((f"default {kind}: rms ratio to the floor <= 1.05", max(ratios) <= 1.05,
                         f"median {np.median(ratios):.3f}, worst {max(ratios):.3f}"))
     for pop, lays in report.items():
-        over = [(lay, kind, r["chip"], r["calibrated"]["over"]) for lay, kinds in lays.items()
-                for kind, runs in kinds.items() for r in runs if r["calibrated"]["over"]]
+        over = [(lay, kind, r["chip"], r["calibrated"]["over_not_excepted"]) for lay, kinds in lays.items()
+                for kind, runs in kinds.items() for r in runs if r["calibrated"]["over_not_excepted"]]
         out.append((f"{pop}: no column above {OUTLIER:g}x the floor's median (dead/noisy on full tiles excepted)",
                     not over, "; ".join(f"{lay} {kind} chip {c}: {k}" for lay, kind, c, k in over) or "none"))
     return out

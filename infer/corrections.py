@@ -158,9 +158,10 @@ class Corrections(CorrectionModel):
         object.__setattr__(self, "driver_scale", readonly(a))
         object.__setattr__(self, "input_lut", readonly(lut, np.int64))
         object.__setattr__(self, "effective_gain", readonly(G))
-        D = np.maximum.accumulate(self.weight_transfer)  # monotone envelope for the inversion
-        object.__setattr__(self, "_d_mono", readonly(D))
-        object.__setattr__(self, "_d_mid", readonly((D[1:] + D[:-1]) / 2))
+        # the weight DAC's monotone envelope, and the midpoints between its codes, for the inversion
+        D = np.maximum.accumulate(self.weight_transfer)
+        object.__setattr__(self, "weight_envelope", readonly(D))
+        object.__setattr__(self, "weight_midpoints", readonly((D[1:] + D[:-1]) / 2))
 
     # --------------------------------------------------------------- tables
     def to_tables(self):

@@ -148,8 +148,8 @@ class Hemisphere:
         self.G = corrections.effective_gain[:, h]  # (2, 128, 256): 0 where nothing passes
         self.stuck_max = f.stuck_max[:, h] & (self.G > 0)
         self.stuck_zero = f.stuck_zero[:, h]
-        self.dmax = float(corrections._d_mono[-1])
-        self.d_mono, self.d_mid = corrections._d_mono, corrections._d_mid
+        self.dmax = float(corrections.weight_envelope[-1])
+        self.d_mono, self.d_mid = corrections.weight_envelope, corrections.weight_midpoints
         e_hi, i_hi = self.dmax * self.G[0], self.dmax * self.G[1]
         e_lo = np.where(self.stuck_max[0], e_hi, 0.0)
         i_lo = np.where(self.stuck_max[1], i_hi, 0.0)
