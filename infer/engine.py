@@ -254,11 +254,11 @@ class Engine:
             return mism
         field, why = mism[0]
         if not self.allow_mismatch:
-            raise IncompatibleArtifact(f"{why}; allow_mismatch=True overrides", field)
+            raise IncompatibleArtifact(f"{why} (field {field}; allow_mismatch=True overrides)", field)
         for field, why in mism:
             if (i, field) not in self._warned:
                 self._warned.add((i, field))
-                warnings.warn(ArtifactMismatchWarning(f"{why}; using it anyway"), stacklevel=3)
+                warnings.warn(ArtifactMismatchWarning(f"{why} (field {field}); using it anyway"), stacklevel=3)
         return mism
 
     def _apply_knobs(self, i, use_artifact=True):
