@@ -15,6 +15,7 @@ Hierarchy::
         ├── ArtifactCorrupt                   missing, truncated, tampered, malformed
         ├── ArtifactVersionError              unknown kind or schema version
         ├── IncompatibleArtifact              wrong chip, preset or conditions
+        ├── CorrectionTableError              a table lacks a column or holds impossible values
         └── ArtifactExists (FileExistsError)  refusing to overwrite
 """
 
@@ -58,11 +59,22 @@ class IncompatibleArtifact(ArtifactError):
     field : str
         The manifest field that differs (``chip_id``, ``preset.sha256``,
         ``conditions.temperature_c``, ...).
+
+    The one class for every refusal: ``calib`` (``check``, ``apply_to``, ``verify``)
+    and the inference engine (``bss2_calib.infer.IncompatibleArtifact`` is this class).
     """
 
     def __init__(self, message, field=""):
         super().__init__(message)
         self.field = field
+
+
+class CorrectionTableError(ArtifactError):
+    """A correction table lacks a column or an index level, or holds impossible values.
+
+    Raised when the correction model (:class:`calib.model.CorrectionModel`) is built
+    from tables or arrays; the inference engine raises the same class.
+    """
 
 
 class ArtifactExists(ArtifactError, FileExistsError):

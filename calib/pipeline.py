@@ -22,10 +22,10 @@ from .tables import correction_tables, knob_steps_table, knob_tables
 log = logging.getLogger("bss2.calib")
 
 RUNNERS = {
-    "cadc": steps.cadc.run, "leak": steps.leak.run, "reset": steps.reset.run, "drivers": steps.drivers.run,
+    "cadc": steps.cadc.run, "leak": steps.leak.run, "reset": steps.reset.run, "drivers": steps.driver_trim.run,
     "synapse_bias": steps.synapse_bias.run, "synin": steps.synin.run,
-    "offsets": fits.offsets.run, "linearity": fits.linearity.run, "synapses": fits.synapses.run,
-    "transfer": fits.transfer.run, "weights": fits.weights.run, "neuron_fit": fits.neuron.run,
+    "offsets": fits.offsets.run, "linearity": fits.send_linearity.run, "synapses": fits.synapse_gain.run,
+    "transfer": fits.driver_transfer.run, "weights": fits.weight_transfer.run, "neuron_fit": fits.neuron_correction.run,
 }
 
 
@@ -109,14 +109,14 @@ def calibrate(chip, target=None, options=None, *, progress=None):
             note(stage, i, "done")
     tables = knob_tables(chip.knob_values(), session.knob_results)
     tables["knob_steps"] = knob_steps_table(session.knob_results)
-    tables.update(correction_tables(session.data))
-    lin = session.data.get("linearity")
+    tables.update(correction_tables(session))
+    lin = session.linearity
     c = options.conditions
     conditions = {
         "wait_between_events": c.wait_between_events, "num_sends_ref": c.num_sends_ref,
-        "num_sends_min": lin["num_sends_min"] if lin else c.num_sends_ref,
-        "num_sends_max": lin["num_sends_max"] if lin else c.num_sends_ref,
-        "send_decay_per_send": lin["kappa"] if lin else 0.0,
+        "num_sends_min": lin.num_sends_min if lin else c.num_sends_ref,
+        "num_sends_max": lin.num_sends_max if lin else c.num_sends_ref,
+        "send_decay_per_send": lin.kappa if lin else 0.0,
         "temperature_c": temperature, "temperature_tolerance_k": c.temperature_tolerance_k,
     }
     cost = total.read()

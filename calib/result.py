@@ -6,14 +6,12 @@ exact). It is immutable: :meth:`save` and :meth:`apply_to` never modify it,
 and :attr:`tables` hands out copies.
 """
 import copy
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-
 from .artifact import SEAL, read_artifact, write_artifact
-from .errors import CalibValueError, IncompatibleArtifact
+from .compat import check
+from .errors import CalibValueError
 from .schema import SCHEMA_VERSION
 from .tables import knob_codes
 
@@ -162,6 +160,9 @@ class CalibrationResult:
     def check(self, chip=None, *, num_sends=None, wait_between_events=None, temperature_c=None):
         """Raise :class:`IncompatibleArtifact` unless the artifact fits the chip and conditions.
 
+        The one compatibility check of artifacts (:func:`calib.compat.mismatches`), shared with the
+        correction model and the inference engine.
+
         Parameters
         ----------
         chip : chipsim.Chip or None
@@ -173,41 +174,9 @@ class CalibrationResult:
         temperature_c : float or None
             Overrides the chip's temperature sensor.
         """
-        m, c = self._manifest, self._manifest["conditions"]
-        for name, v in (("num_sends", num_sends), ("wait_between_events", wait_between_events)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
-                raise CalibValueError(f"{name} must be an integer, got {v!r}")
-        if temperature_c is not None and (isinstance(temperature_c, bool)
-                                          or not isinstance(temperature_c, (int, float, np.number))):
-            raise CalibValueError(f"temperature_c must be a number, got {temperature_c!r}")
-        if chip is not None:
-            for a in ("chip_id", "preset", "temperature_c", "set_knobs"):
-                if not hasattr(chip, a):
-                    raise CalibValueError(f"expected a chip, got {type(chip).__name__}")
-            if chip.chip_id != m["chip_id"]:
-                raise IncompatibleArtifact(f"artifact is for chip {m['chip_id']}, not chip {chip.chip_id} "
-                                           f"(chip_id differs)", "chip_id")
-            if chip.preset.sha256 != m["preset"]["sha256"]:
-                raise IncompatibleArtifact(
-                    f"artifact is for preset {m['preset']['name']!r} ({m['preset']['sha256'][:12]}), the chip runs "
-                    f"{chip.preset.name!r} ({chip.preset.sha256[:12]}) (preset.sha256 differs)", "preset.sha256")
-            if temperature_c is None:
-                temperature_c = chip.temperature_c
-        if temperature_c is not None:
-            t = float(temperature_c)
-            if not math.isfinite(t) or abs(t - c["temperature_c"]) > c["temperature_tolerance_k"]:
-                raise IncompatibleArtifact(
-                    f"temperature {t:.1f} C is outside the artifact's {c['temperature_c']:.1f} +- "
-                    f"{c['temperature_tolerance_k']:g} C (conditions.temperature_c differs)",
-                    "conditions.temperature_c")
-        if num_sends is not None and not c["num_sends_min"] <= num_sends <= c["num_sends_max"]:
-            raise IncompatibleArtifact(
-                f"num_sends {num_sends} is outside the verified range {c['num_sends_min']}..{c['num_sends_max']} "
-                f"(conditions.num_sends differs)", "conditions.num_sends")
-        if wait_between_events is not None and wait_between_events != c["wait_between_events"]:
-            raise IncompatibleArtifact(
-                f"wait_between_events {wait_between_events} differs from the artifact's {c['wait_between_events']} "
-                f"(conditions.wait_between_events differs)", "conditions.wait_between_events")
+        m = self._manifest
+        check(m["chip_id"], m["preset"], m["conditions"], chip, num_sends=num_sends,
+              wait_between_events=wait_between_events, temperature_c=temperature_c)
 
     def apply_to(self, chip, *, num_sends=None, wait_between_events=None):
         """Write the artifact's knob codes into ``chip`` (one reconfiguration), after :meth:`check`.

@@ -2,7 +2,7 @@
 
 A :class:`Session` holds the chip, the target and options, the prober, the
 calibration's own random Generator, and what the stages produced so far (knob
-results, intermediate fits, table steps). Stages read what they need from it
+results, table steps, and every stage's typed result). Stages read what they need from it
 explicitly; nothing is global.
 """
 import numpy as np
@@ -29,7 +29,19 @@ class Session:
         self.rng = np.random.default_rng(np.random.SeedSequence([0xCA11B, options.seed]))
         self.knob_results = []  # KnobResult, in order
         self.table_steps = []  # TableStep, in order
-        self.data = {}  # intermediate results of the stages, by name
+        # typed results of the stages that ran (None: not run), each defined by its stage's module
+        self.live_drivers = None  # steps.driver_trim: bool (256,), drivers that respond
+        self.offsets = None  # fits.offsets.ZeroOffsets
+        self.linearity = None  # fits.send_linearity.SendLinearity
+        self.synapses = None  # fits.synapse_gain.SynapseFit
+        self.transfer = None  # fits.driver_transfer.DriverTransferFit
+        self.weights = None  # fits.weight_transfer.WeightTransferFit
+        self.neuron_fit = None  # fits.neuron_correction.NeuronFit
+
+    @property
+    def kappa(self):
+        """The per-send gain decay the linearity stage measured (0 if it did not run)."""
+        return 0.0 if self.linearity is None else self.linearity.kappa
 
     def algorithm(self, prefer=None):
         """The search algorithm for a knob step.

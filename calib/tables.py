@@ -76,51 +76,51 @@ def knob_steps_table(knob_results):
     return df
 
 
-def correction_tables(data):
-    """neuron_correction, driver_transfer, synapse_gain, weight_transfer from the table stages' data."""
+def correction_tables(session):
+    """neuron_correction, driver_transfer, synapse_gain, weight_transfer from the table stages' typed results."""
     out = {}
-    syn, off = data.get("synapses"), data.get("offsets")
+    syn, off = session.synapses, session.offsets
     if syn is not None and off is not None:
-        nf = data.get("neuron_fit")
-        dead, noisy = syn["dead_neuron"], off["noisy"]
+        nf = session.neuron_fit
+        dead, noisy = syn.dead_neuron, off.noisy
         if nf is not None:
-            ge, gi, o = nf["gain_exc"], nf["gain_inh"], nf["offset"]
-            ges, gis, os_ = nf["gain_exc_std"], nf["gain_inh_std"], nf["offset_std"]
-            ok = nf["success"]
+            ge, gi, o = nf.gain_exc, nf.gain_inh, nf.offset
+            ges, gis, os_ = nf.gain_exc_std, nf.gain_inh_std, nf.offset_std
+            ok = nf.success
         else:
-            ge, gi, o = syn["gain_exc"], syn["gain_inh"], off["offset"]
+            ge, gi, o = syn.gain_exc, syn.gain_inh, off.offset
             ges = gis = np.full(N_NEURONS, np.nan)
-            os_ = off["offset_std"]
+            os_ = off.offset_std
             ok = np.isfinite(ge) & np.isfinite(gi)
         weak = weak_neurons(ge, gi, dead)
         out["neuron_correction"] = _frame("neuron_correction", {
             "gain_exc": ge, "gain_exc_std": ges, "gain_inh": gi, "gain_inh_std": gis, "offset_lsb": o,
-            "offset_std_lsb": os_, "noise_lsb": off["noise"], "dead": dead, "noisy": noisy, "weak": weak,
+            "offset_std_lsb": os_, "noise_lsb": off.noise, "dead": dead, "noisy": noisy, "weak": weak,
             "success": ok & ~dead & ~noisy & ~weak})
         bad_col = np.stack([(dead | noisy)[:COLS], (dead | noisy)[COLS:]])[:, None, :]
-        bad_row = syn["dead_driver"].reshape(2, ROWS)[:, :, None]
-        stuck = syn["stuck_zero_exc"] | syn["stuck_max_exc"] | syn["stuck_zero_inh"] | syn["stuck_max_inh"]
-        fin = np.isfinite(syn["s_exc"]) & np.isfinite(syn["s_inh"])
+        bad_row = syn.dead_driver.reshape(2, ROWS)[:, :, None]
+        stuck = syn.stuck_zero_exc | syn.stuck_max_exc | syn.stuck_zero_inh | syn.stuck_max_inh
+        fin = np.isfinite(syn.s_exc) & np.isfinite(syn.s_inh)
         sok = fin & ~stuck & ~bad_col & ~bad_row
         out["synapse_gain"] = _frame("synapse_gain", {
-            "gain_exc": syn["s_exc"].ravel(), "gain_exc_std": syn["s_exc_std"].ravel(),
-            "gain_inh": syn["s_inh"].ravel(), "gain_inh_std": syn["s_inh_std"].ravel(),
-            "stuck_zero_exc": syn["stuck_zero_exc"].ravel(), "stuck_max_exc": syn["stuck_max_exc"].ravel(),
-            "stuck_zero_inh": syn["stuck_zero_inh"].ravel(), "stuck_max_inh": syn["stuck_max_inh"].ravel(),
-            "zero_weight_lsb": syn["zero_weight_response"].ravel(), "success": sok.ravel()})
-    tr = data.get("transfer")
+            "gain_exc": syn.s_exc.ravel(), "gain_exc_std": syn.s_exc_std.ravel(),
+            "gain_inh": syn.s_inh.ravel(), "gain_inh_std": syn.s_inh_std.ravel(),
+            "stuck_zero_exc": syn.stuck_zero_exc.ravel(), "stuck_max_exc": syn.stuck_max_exc.ravel(),
+            "stuck_zero_inh": syn.stuck_zero_inh.ravel(), "stuck_max_inh": syn.stuck_max_inh.ravel(),
+            "zero_weight_lsb": syn.zero_weight_response.ravel(), "success": sok.ravel()})
+    tr = session.transfer
     if tr is not None:
-        dead = np.repeat(tr["dead_driver"], 32)
-        ps = tr["pulse_steps"].ravel()
+        dead = np.repeat(tr.dead_driver, 32)
+        ps = tr.pulse_steps.ravel()
         out["driver_transfer"] = _frame("driver_transfer", {
-            "pulse_steps": ps, "pulse_steps_std": tr["pulse_steps_std"].ravel(), "dead": dead,
+            "pulse_steps": ps, "pulse_steps_std": tr.pulse_steps_std.ravel(), "dead": dead,
             "success": ~dead & np.isfinite(ps)})
-    wt = data.get("weights")
+    wt = session.weights
     if wt is not None:
         out["weight_transfer"] = _frame("weight_transfer", {
-            "effective_weight": wt["effective_weight"], "effective_weight_std": wt["effective_weight_std"],
-            "effective_weight_exc": wt["effective_weight_exc"], "effective_weight_inh": wt["effective_weight_inh"],
-            "success": wt["success"]})
+            "effective_weight": wt.effective_weight, "effective_weight_std": wt.effective_weight_std,
+            "effective_weight_exc": wt.effective_weight_exc, "effective_weight_inh": wt.effective_weight_inh,
+            "success": wt.success})
     return out
 
 

@@ -4,8 +4,12 @@ The artifact's knobs are applied; random dense probes and zero-input vectors
 (a few hundred vectors per hemisphere) are run and compared with what the
 correction model predicts. Two figures decide: the rms deviation of the
 per-neuron gain ratio (measured / predicted) from 1 and the rms deviation of
-the zero-input offsets from the table, each with the measurement noise
-subtracted. Above a threshold the artifact has gone stale.
+the zero-input offsets from the table, each with what is not staleness
+subtracted: the measurement noise, measured here per neuron (the zero-input
+vectors' standard deviation, not a preset's constant), and the table's own
+standard errors (``gain_*_std``, ``offset_std_lsb``). Above a threshold the
+artifact has gone stale. The model compared with is the one the engine runs
+(:class:`calib.model.CorrectionModel`).
 """
 from dataclasses import dataclass
 
@@ -39,6 +43,8 @@ class VerifyReport:
     vectors : int
         Input vectors spent (both hemispheres in parallel count once).
     hw_time_s : float
+    noise_rms_lsb : float
+        rms over healthy neurons of the trial-to-trial noise measured here (LSB).
     """
 
     valid: bool
@@ -50,6 +56,7 @@ class VerifyReport:
     global_gain_ratio: float
     vectors: int
     hw_time_s: float
+    noise_rms_lsb: float = float("nan")
 
     def to_dict(self):
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -60,6 +67,18 @@ def _noise_free_rms(dev, sem):
     if not ok.any():
         return float("nan")
     return float(np.sqrt(max(np.mean(dev[ok] ** 2) - np.mean(sem[ok] ** 2), 0.0)))
+
+
+def _table_sems(result):
+    """Per-neuron standard errors the table states for its gains (relative, exc/inh averaged) and offsets (LSB)."""
+    nc = result.tables["neuron_correction"] if "neuron_correction" in result.tables else None
+    zero = np.zeros(2 * COLS)
+    if nc is None:
+        return zero, zero
+    cols = [c for c in ("gain_exc_std", "gain_inh_std") if c in nc.columns]
+    g = np.nan_to_num(np.sqrt(np.mean([nc[c].to_numpy(np.float64) ** 2 for c in cols], axis=0))) if cols else zero
+    o = np.nan_to_num(nc["offset_std_lsb"].to_numpy(np.float64)) if "offset_std_lsb" in nc.columns else zero
+    return g, o
 
 
 def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, offset_threshold_lsb=0.5, seed=0):
@@ -110,7 +129,7 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
         raise
     c = result.conditions
     n = int(c["num_sends_ref"])
-    model = CorrectionModel(result)
+    model = CorrectionModel.from_artifact(result)
     prober = Prober(chip, c["wait_between_events"])
     rng = np.random.default_rng(np.random.SeedSequence([0x7E21F, seed]))
     mag = rng.integers(1, W_MAX + 1, size=(2, ROWS, COLS))
@@ -121,7 +140,7 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
     X = np.where(rng.random((2, vectors, ROWS)) < dens, rng.integers(1, 32, size=(2, vectors, ROWS)), 0)
     prober.set_weights(W)
     y = prober.run(X, n).astype(np.float64)
-    zmean, zsem, _ = prober.offsets(zero_vectors, n)
+    zmean, zsem, zstd = prober.offsets(zero_vectors, n)
     pred = np.stack([model.predict(X[h], W[h], h, n) for h in (0, 1)])  # (2, B, 256)
     off_t = np.stack([model.offset[:COLS], model.offset[COLS:]])[:, None, :]
     sig_p = pred - off_t
@@ -129,12 +148,18 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
     ok = (np.abs(sig_p) < 60) & (np.abs(y) < 120)
     sxx = np.where(ok, sig_p * sig_p, 0).sum(axis=1)
     ratio = np.where(ok, sig_p * sig_m, 0).sum(axis=1) / np.maximum(sxx, 1e-9)
-    noise = 1.8
-    ratio_sem = noise / np.sqrt(np.maximum(sxx, 1e-9))
-    ratio, ratio_sem = flat(ratio), flat(ratio_sem)
-    healthy = model.neuron_ok & (sxx.reshape(-1) > 100)
+    sp = flat(np.where(ok, sig_p, 0).sum(axis=1))
+    ratio, sxx = flat(ratio), flat(sxx)
+    # what is not staleness: the measured noise of every neuron (a point's signal carries it, and the
+    # zero-input mean it is referred to), and the table's own standard errors
+    table_gain_sem, table_offset_sem = _table_sems(result)
+    sxx_ = np.maximum(sxx, 1e-9)
+    ratio_sem = np.sqrt(zstd ** 2 * (1 / sxx_ + sp ** 2 / (zero_vectors * sxx_ ** 2)) + table_gain_sem ** 2)
+    offset_sem = np.sqrt(zsem ** 2 + table_offset_sem ** 2)
+    f = model.faults
+    healthy = model.neuron_fitted & ~f.neuron_noisy & ~f.neuron_dead & (sxx > 100)
     g_dev = _noise_free_rms(np.where(healthy, ratio - 1, np.nan), np.where(healthy, ratio_sem, np.nan))
-    o_dev = _noise_free_rms(np.where(healthy, zmean - model.offset, np.nan), np.where(healthy, zsem, np.nan))
+    o_dev = _noise_free_rms(np.where(healthy, zmean - model.offset, np.nan), np.where(healthy, offset_sem, np.nan))
     reasons = []
     if not g_dev <= gain_threshold:
         reasons.append(f"gain deviation {100 * g_dev:.2f} % rms exceeds {100 * gain_threshold:.2f} %")
@@ -142,4 +167,5 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
         reasons.append(f"offset deviation {o_dev:.2f} LSB rms exceeds {offset_threshold_lsb:.2f} LSB")
     return VerifyReport(not reasons, "; ".join(reasons), g_dev, gain_threshold, o_dev, offset_threshold_lsb,
                         float(np.median(ratio[healthy])) if healthy.any() else float("nan"),
-                        int(chip.counters["vectors"] - v0), float(chip.hw_time_s - hw0))
+                        int(chip.counters["vectors"] - v0), float(chip.hw_time_s - hw0),
+                        float(np.sqrt(np.mean(zstd[healthy] ** 2))) if healthy.any() else float("nan"))

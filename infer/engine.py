@@ -286,7 +286,7 @@ class Engine:
         """Largest tile (rows, columns): the full 128 x 256 less the spare rows and columns."""
         opt, spare = self.correction, {}
         for name, count in (("spare_rows", lambda hs: int(hs.row_dead.sum())),
-                            ("spare_columns", lambda hs: int((hs.col_dead | hs.col_noisy).sum()))):
+                            ("spare_columns", lambda hs: int((hs.col_dead | hs.col_noisy | hs.col_weak).sum()))):
             v = getattr(opt, name)
             if v == "auto":
                 v = max([count(self._hemisphere(i, h)) for i, k in enumerate(self.corrections) if k is not None

@@ -1,10 +1,16 @@
 """Exceptions and warnings of the inference engine.
 
-Every error a caller can provoke is an :class:`InferError`; those describing bad
-arguments or unusable artifacts are also :class:`ValueError`, so callers (and the
-CLI, which turns them into one-line messages) that expect the standard library's
-type keep working.
+The engine's own errors are :class:`InferError`; those describing bad arguments
+are also :class:`ValueError`, so callers (and the CLI, which turns them into
+one-line messages) that expect the standard library's type keep working.
+
+:class:`IncompatibleArtifact` and :class:`CorrectionTableError` are calib's own
+classes (one class each for the whole package), re-exported here.
 """
+from bss2_calib.calib.errors import CorrectionTableError, IncompatibleArtifact
+
+__all__ = ["ArtifactMismatchWarning", "CorrectionTableError", "IncompatibleArtifact", "InferError",
+           "InferValueError"]
 
 
 class InferError(Exception):
@@ -13,25 +19,6 @@ class InferError(Exception):
 
 class InferValueError(InferError, ValueError):
     """An input, weight or option is out of range, of the wrong shape, or not an integer."""
-
-
-class CorrectionTableError(InferError, ValueError):
-    """A calibration table lacks a column or an index level, or holds impossible values."""
-
-
-class IncompatibleArtifact(InferError, ValueError):
-    """A calibration artifact was made for another chip, preset or operating conditions.
-
-    Attributes
-    ----------
-    field : str
-        The first differing field, e.g. ``"chip_id"``, ``"preset.sha256"``,
-        ``"conditions.wait_between_events"``.
-    """
-
-    def __init__(self, message, field=""):
-        super().__init__(message)
-        self.field = field
 
 
 class ArtifactMismatchWarning(UserWarning):

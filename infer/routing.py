@@ -32,11 +32,17 @@ identity (so a chip without recorded faults is used exactly as before):
 1. **rows**: a logical row moves to a free physical row, or swaps with
    another logical row, when that lowers its cost: the weight it loses on
    dead drivers (``sum |w|``) and stuck synapses (distance of each weight from
-   the pair's interval, +0.25 per stuck-at-max synapse used), plus 5 % of
-   ``sum |w|`` on a driver whose calibration failed;
+   the pair's interval, +0.25 per stuck-at-max synapse used), plus, on a
+   driver with no measured transfer, ``sum |w|`` times the artifact's spread of
+   driver amplitudes (:meth:`~calib.model.CorrectionModel.driver_gain_spread`);
 2. **columns**: the same with a column cost: dead neuron (1e12: never, if
-   there is room), noisy neuron (1e6), failed neuron fit (12 % of ``sum |w|``),
-   plus the stuck-synapse losses of the column's rows;
+   there is room), noisy neuron (1e6), a *weak* neuron out of reach (1e6: its
+   fitted gain is below half the target and the column's largest weight needs
+   more than its ``D(63) * gain``, so the correction can bring it onto the target
+   only by amplifying its 8-bit output, noise and rounding included, or by
+   clipping weights), a neuron with nothing measured (the artifact's own spread of
+   fitted gains, :meth:`~calib.model.CorrectionModel.neuron_gain_spread`, times
+   ``sum |w|``), plus the stuck-synapse losses of the column's rows;
 3. rows again (the columns moved);
 4. **partners**: logical rows that still lose weight get, while free live rows
    remain, the free row that removes most of the loss.
@@ -49,8 +55,9 @@ final placement uses), ``compensated`` (placed, but every weight reached
 within one weight step) and ``lost`` (placed, and not). "Used" means: a
 driver row or neuron column with a nonzero weight; a stuck-at-zero synapse
 with a nonzero weight of its sign; any stuck-at-max synapse (it passes
-current even at weight 0). Dead and noisy columns and dead drivers cannot be
-compensated (a dead driver row can, by a partner).
+current even at weight 0); a weak column only where out of reach. Dead, noisy
+and out-of-reach weak columns and dead drivers cannot be compensated (a dead
+driver row can, by a partner).
 """
 from dataclasses import dataclass
 
@@ -61,13 +68,12 @@ from bss2_calib.chipsim.geometry import COLS, ROWS
 __all__ = ["COUNTS", "KINDS", "FaultReport", "Hemisphere", "Placement", "place", "program"]
 
 #: fault kinds of the report, in order
-KINDS = ("dead_driver", "dead_neuron", "noisy_neuron", "stuck_zero", "stuck_max")
+KINDS = ("dead_driver", "dead_neuron", "noisy_neuron", "weak_neuron", "stuck_zero", "stuck_max")
 COUNTS = ("met", "placed", "compensated", "lost")
 
 _DEAD_COLUMN = 1e12
 _NOISY_COLUMN = 1e6
-_UNCAL_NEURON = 0.12  # x sum|w|: a neuron whose fit failed has its nominal gain (12 % spread)
-_UNCAL_DRIVER = 0.05  # x sum|w|: a driver whose transfer failed is used with the identity transfer
+_WEAK_COLUMN = 1e6
 _STUCK_MAX_EPS = 0.25  # weight units: prefer not to lean on a compensated stuck-at-max synapse
 _TOL = 1e-6
 _LOST = 1.0  # weight units (as programmed): a weight missed by more than one step is lost (rounding gives <= ~0.6)
@@ -142,22 +148,35 @@ class Hemisphere:
         self.G = corrections.effective_gain[:, h]  # (2, 128, 256): 0 where nothing passes
         self.stuck_max = f.stuck_max[:, h] & (self.G > 0)
         self.stuck_zero = f.stuck_zero[:, h]
-        self.dmax = float(corrections._d_mono[-1])
-        self.d_mono, self.d_mid = corrections._d_mono, corrections._d_mid
+        self.dmax = float(corrections.weight_envelope[-1])
+        self.d_mono, self.d_mid = corrections.weight_envelope, corrections.weight_midpoints
         e_hi, i_hi = self.dmax * self.G[0], self.dmax * self.G[1]
         e_lo = np.where(self.stuck_max[0], e_hi, 0.0)
         i_lo = np.where(self.stuck_max[1], i_hi, 0.0)
         self.lo, self.hi = e_lo - i_hi, e_hi - i_lo  # (128, 256) reach of each pair
-        self.row_dead = f.driver_dead[h * ROWS:(h + 1) * ROWS].copy()
-        self.row_uncal = ~corrections.driver_ok[h * ROWS:(h + 1) * ROWS] & ~self.row_dead
-        self.col_dead = f.neuron_dead[h * COLS:(h + 1) * COLS].copy()
-        self.col_noisy = f.neuron_noisy[h * COLS:(h + 1) * COLS] & ~self.col_dead
-        self.col_uncal = ~corrections.neuron_ok[h * COLS:(h + 1) * COLS] & ~self.col_dead & ~self.col_noisy
+        rs, cs = slice(h * ROWS, (h + 1) * ROWS), slice(h * COLS, (h + 1) * COLS)
+        self.row_dead = f.driver_dead[rs].copy()
+        self.row_uncal = ~corrections.driver_fitted[rs] & ~self.row_dead
+        self.col_dead = f.neuron_dead[cs].copy()
+        self.col_noisy = f.neuron_noisy[cs] & ~self.col_dead
+        self.col_uncal = ~corrections.neuron_fitted[cs] & ~self.col_dead & ~self.col_noisy
+        self.col_weak = corrections.neuron_weak[cs] & ~self.col_noisy
+        # largest weight (weight units) a weak column carries at its fitted gain without amplification
+        self.col_reach = self.dmax * np.minimum(corrections.gain_exc_used[cs], corrections.gain_inh_used[cs])
+        # routing costs per unit of sum|w| of a neuron / driver corrected with nominal values: the spreads
+        # the artifact measured, not a preset's constants
+        self.uncal_neuron_cost = corrections.neuron_gain_spread()
+        self.uncal_driver_cost = corrections.driver_gain_spread()
         stuck = (self.stuck_zero | self.stuck_max).any(axis=0)
         # synapses whose loss depends on where a weight goes (dead rows and columns are handled apart)
         self.stuck = stuck & ~self.row_dead[:, None] & ~self.col_dead[None, :]
         self.any_fault = bool(self.row_dead.any() or self.row_uncal.any() or self.col_dead.any()
-                              or self.col_noisy.any() or self.col_uncal.any() or stuck.any())
+                              or self.col_noisy.any() or self.col_uncal.any() or self.col_weak.any() or stuck.any())
+
+    def out_of_reach(self, w, cols):
+        """(c,) bool: logical columns of ``w`` whose weights a weak physical column at ``cols`` cannot carry."""
+        m = np.abs(w).max(axis=0, initial=0) if w.size else np.zeros(len(cols))
+        return self.col_weak[cols] & (m > self.col_reach[cols] + _TOL)
 
     # ------------------------------------------------------------------ costs
     def _pair_cost(self, w, p, q):
@@ -170,8 +189,10 @@ class Hemisphere:
         a = np.abs(w).astype(np.float64)
         live = ~self.row_dead[rows]
         s = (a * live[:, None]).sum(axis=0)  # (c,)
+        m = (a * live[:, None]).max(axis=0, initial=0)  # (c,)
         C = (_DEAD_COLUMN * self.col_dead + _NOISY_COLUMN * self.col_noisy)[None, :] \
-            + _UNCAL_NEURON * s[:, None] * self.col_uncal[None, :]
+            + _WEAK_COLUMN * (self.col_weak[None, :] & (m[:, None] > self.col_reach[None, :] + _TOL)) \
+            + self.uncal_neuron_cost * s[:, None] * self.col_uncal[None, :]
         ii, qq = np.nonzero(self.stuck[rows])
         if ii.size:
             p = rows[ii]
@@ -183,7 +204,7 @@ class Hemisphere:
         """(r, 128): cost of logical row i on physical row p, given the physical columns."""
         a = np.abs(w).astype(np.float64)
         s = (a * ~self.col_dead[cols][None, :]).sum(axis=1)  # (r,)
-        R = s[:, None] * (self.row_dead + _UNCAL_DRIVER * self.row_uncal)[None, :]
+        R = s[:, None] * (self.row_dead + self.uncal_driver_cost * self.row_uncal)[None, :]
         pp, jj = np.nonzero(self.stuck[:, cols])
         if pp.size:
             vals = self._pair_cost(w[:, jj].astype(np.float64), pp[None, :], cols[jj][None, :])  # (r, nnz)
@@ -296,7 +317,7 @@ def _assign_partners(hs, w, rows, cols, n_partners_max):
         relevant = (bad[i][None, :] | pbad) & live_c[None, :]
         d = _dist(wf[i][None, :], lo[i][None, :] + plo, hi[i][None, :] + phi)
         d = d + _STUCK_MAX_EPS * hs.stuck_max[:, free][:, :, cols].any(axis=0)
-        cost = np.where(relevant, d, 0.0).sum(axis=1) + _UNCAL_DRIVER * np.abs(wf[i]).sum() * hs.row_uncal[free]
+        cost = np.where(relevant, d, 0.0).sum(axis=1) + hs.uncal_driver_cost * np.abs(wf[i]).sum() * hs.row_uncal[free]
         k = int(np.argmin(cost))
         if cost[k] < loss[i] - _LOST:
             out.append((int(i), int(free[k])))
@@ -343,6 +364,8 @@ def _count(hs, w, rows, cols, err=None):
         int((hs.col_dead[cols] & col_used).sum())
     out["noisy_neuron"]["met"] = out["noisy_neuron"]["placed"] = out["noisy_neuron"]["lost"] = \
         int((hs.col_noisy[cols] & col_used).sum())
+    out["weak_neuron"]["met"] = out["weak_neuron"]["placed"] = out["weak_neuron"]["lost"] = \
+        int((hs.out_of_reach(w * live_r[:, None], cols) & col_used).sum())
     n_dead_rows = int((~live_r & row_used).sum())
     for k in ("dead_driver", "stuck_zero", "stuck_max"):
         m = masks[k]
@@ -421,7 +444,8 @@ def program(hs, w, rows, cols, partners, options):
     r, c = w.shape
     src = np.concatenate([np.arange(r), np.array([i for i, _ in partners], dtype=np.int64)])
     prow = np.concatenate([np.asarray(rows, dtype=np.int64), np.array([p for _, p in partners], dtype=np.int64)])
-    # headroom scale from the primaries' ordinary synapses
+    # headroom scale from the primaries' ordinary synapses: the largest that carries every weight at least
+    # (1 - clip_tolerance) of the way
     mag = np.abs(w).astype(np.float64)
     sign = w < 0
     G = hs.G[:, rows][:, :, cols]
@@ -429,7 +453,7 @@ def program(hs, w, rows, cols, partners, options):
     plain = ~hs.stuck_max[:, rows][:, :, cols].any(axis=0)
     usable = (mag > 0) & (g > 0) & plain
     with np.errstate(divide="ignore", invalid="ignore"):
-        limit = np.where(usable, hs.dmax * g / np.where(mag > 0, mag, 1.0), np.inf)
+        limit = np.where(usable, hs.dmax * g / (np.where(mag > 0, mag, 1.0) * (1 - options.clip_tolerance)), np.inf)
     scale = np.clip(limit.min(axis=0, initial=np.inf), options.min_scale, options.max_scale)
     v = w * scale[None, :]
     # the primary pair takes what it can, the partner the rest

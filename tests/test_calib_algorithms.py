@@ -7,7 +7,7 @@ from bss2_calib.calib import (BinarySearch, FixedCode, LinearPrediction, ModelBa
                    solve)
 from bss2_calib.calib.problem import KnobProblem
 from bss2_calib.calib.steps.cadc import CadcChannelOffsetProblem, CadcRampOffsetProblem, CadcRampSlopeProblem
-from bss2_calib.calib.steps.drivers import DriverRampProblem, DriverTrimProblem
+from bss2_calib.calib.steps.driver_trim import DriverRampProblem, DriverTrimProblem
 from bss2_calib.calib.steps.leak import LeakOffProblem
 from bss2_calib.calib.steps.reset import ResetProblem
 from bss2_calib.calib.steps.synapse_bias import SynapseBiasProblem

@@ -36,12 +36,13 @@ def test_isotonic_is_monotone_idempotent_and_mean_preserving(y, w):
 def test_identity_tables_are_a_no_op(seed, n, wait):
     """With identity tables the correction model is the ideal product gain * n * x.w."""
     res = _identity_result(wait)
-    model = CorrectionModel(res, use_send_decay=False)
+    model = CorrectionModel.from_artifact(res)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 32, size=(8, ROWS))
     w = rng.integers(-63, 64, size=(ROWS, COLS))
     for h in (0, 1):
-        np.testing.assert_allclose(model.predict(x, w, h, n), 0.002 * n * (x @ w), rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(model.predict(x, w, h, n, send_decay=False), 0.002 * n * (x @ w),
+                                   rtol=1e-12, atol=1e-9)
 
 
 @functools.lru_cache(maxsize=4)
@@ -96,7 +97,7 @@ def test_any_table_content_round_trips_exactly(vals, flags):
 def test_linearity_without_mismatch():
     """On a noiseless chip, the calibrated correction model reproduces the exact quantized product."""
     res = calib.calibrate(Chip(1, "noiseless"))
-    model = CorrectionModel(res, use_send_decay=False)
+    model = CorrectionModel.from_artifact(res)
     rng = np.random.default_rng(0)
     chip = Chip(1, "noiseless")
     res.apply_to(chip)
@@ -104,7 +105,7 @@ def test_linearity_without_mismatch():
         w = rng.integers(-63, 64, size=(ROWS, COLS))
         x = np.where(rng.random((64, ROWS)) < 0.2, rng.integers(1, 32, size=(64, ROWS)), 0)
         y = chip.vmm(x, w, num_sends=n).astype(np.float64)
-        pred = model.predict(x, w, 0, n)
+        pred = model.predict(x, w, 0, n, send_decay=False)
         inside = np.abs(pred) < 120
         # int8 rounding (0.5 LSB) plus the tables' own quantization-limited error (< 0.6 %)
         assert np.abs(y - pred)[inside].max() <= 0.5 + 0.006 * np.abs(pred[inside]).max() + 0.1

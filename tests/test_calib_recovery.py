@@ -44,7 +44,7 @@ def test_knobs_equalise_the_chip(calibrated):
 
 def test_offsets_recovered_within_their_noise(calibrated):
     chip, res = calibrated
-    model = CorrectionModel(res)
+    model = CorrectionModel.from_artifact(res)
     truth = np.concatenate([chip.truth.neuron_offset(h, num_sends=8) for h in (0, 1)])
     err = model.offset - truth
     sem = NOISE / np.sqrt(res.manifest["options"]["tables"]["offset_vectors"])
@@ -54,7 +54,7 @@ def test_offsets_recovered_within_their_noise(calibrated):
 
 def test_gains_recovered(calibrated):
     chip, res = calibrated
-    model = CorrectionModel(res, use_send_decay=False)
+    model = CorrectionModel.from_artifact(res)
     gt = model.gain_target
     T31 = model.T[:, 31].reshape(2, ROWS)
     pt = np.stack([chip.truth.pulse_table(h)[:, 31] for h in (0, 1)])
@@ -74,7 +74,7 @@ def test_gains_recovered(calibrated):
 
 def test_driver_transfer_recovered(calibrated):
     chip, res = calibrated
-    model = CorrectionModel(res)
+    model = CorrectionModel.from_artifact(res)
     for h in (0, 1):
         pt = chip.truth.pulse_table(h)
         T = model.T[h * ROWS:(h + 1) * ROWS]
@@ -87,7 +87,7 @@ def test_driver_transfer_recovered(calibrated):
 
 def test_correction_model_predicts_the_chip(calibrated):
     chip, res = calibrated
-    model = CorrectionModel(res)
+    model = CorrectionModel.from_artifact(res)
     rng = np.random.default_rng(5)
     w = rng.integers(-63, 64, size=(ROWS, COLS))
     x = np.where(rng.random((256, ROWS)) < 0.25, rng.integers(1, 32, size=(256, ROWS)), 0)

@@ -47,7 +47,7 @@ def _correction_from(artifact):
         return None
     from ..model import CorrectionModel
 
-    return CorrectionModel(artifact)
+    return CorrectionModel.from_artifact(artifact)
 
 
 def _artifact_ref(artifact, path):

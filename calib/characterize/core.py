@@ -177,7 +177,7 @@ def _correct(s, mean, model, order=probes.FILL_ORDER):
             # where the model expects almost no response (a stuck synapse on a one-row pattern) it cannot be inverted
             gain = np.where(gain > MIN_MODEL_GAIN, gain, np.nan)
             corr = np.where(s[:, None] == 0, mean[:, sl] - off, ideal + (mean[:, sl] - pred) / gain)
-        corr[:, ~np.asarray(model.neuron_ok[sl], dtype=bool)] = np.nan
+        corr[:, ~np.asarray(model.neuron_fitted[sl], dtype=bool)] = np.nan
         out[:, sl] = corr
     return out
 

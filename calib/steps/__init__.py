@@ -1,2 +1,2 @@
 """Tier 1: knob calibration steps, one module per step (one knob, or two coupled ones)."""
-from . import cadc, drivers, leak, reset, synapse_bias, synin  # noqa: F401
+from . import cadc, driver_trim, leak, reset, synapse_bias, synin  # noqa: F401

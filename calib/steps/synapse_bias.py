@@ -52,5 +52,5 @@ class SynapseBiasProblem(ColumnGainProblem):
 def run(session):
     p = SynapseBiasProblem(session.chip, session.target, 4 * session.options.knobs.repeats,
                            session.options.conditions.wait_between_events,
-                           live_drivers=session.data.get("live_drivers"))
+                           live_drivers=session.live_drivers)
     return [solve(p, session.algorithm())]

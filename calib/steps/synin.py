@@ -71,7 +71,7 @@ def run(session):
     wait = o.conditions.wait_between_events
     target = session.target.gain_lsb_per_unit if session.target.synin_gain == "absolute" else None
     repeats = 4 * o.knobs.repeats
-    live = session.data.get("live_drivers")
+    live = session.live_drivers
     exc = solve(SynapticInputGainProblem(chip, +1, target, repeats, wait, live_drivers=live), session.algorithm())
     common = float(exc.target[0])
     inh = solve(SynapticInputGainProblem(chip, -1, common, repeats, wait, live_drivers=live), session.algorithm())

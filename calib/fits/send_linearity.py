@@ -8,6 +8,8 @@ global ``kappa`` (the per-send decay) and the verified num_sends range: where
 the gain per send stays within ``send_linearity_tolerance`` of its value at
 ``num_sends_ref``.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from bss2_calib.chipsim import COLS, ROWS
@@ -34,12 +36,21 @@ def pattern(n, gain):
     return np.arange(0, ROWS, ROWS // k)[:k], w
 
 
+@dataclass(frozen=True, eq=False)
+class SendLinearity:
+    """Per-send gain decay ``kappa`` and the verified num_sends range (ints)."""
+
+    kappa: float
+    num_sends_min: int
+    num_sends_max: int
+
+
 def run(session):
     meter = Meter(session.chip)
     o = session.options.conditions
     gain = session.target.gain_lsb_per_unit
-    off = session.data["offsets"]
-    alive = ~off["noisy"]
+    off = session.offsets
+    alive = ~off.noisy
     repeats = 64
     ns = chain(o.num_sends_max)
     links = []
@@ -81,7 +92,7 @@ def run(session):
         hi_n = max(min(bad) - 1, o.num_sends_ref)
     hi_n = max(hi_n, o.num_sends_ref)
     lo_n = min(lo_n, o.num_sends_ref)
-    session.data["linearity"] = {"kappa": kappa, "num_sends_min": lo_n, "num_sends_max": hi_n}
+    session.linearity = SendLinearity(kappa=kappa, num_sends_min=lo_n, num_sends_max=hi_n)
     quality = {"send_decay_per_send": kappa, "num_sends_min": lo_n, "num_sends_max": hi_n,
                "gain_per_send_relative": {str(int(n)): float(v) for n, v in zip(ns, g)},
                "columns_used": [c for _, _, c in links]}

@@ -9,6 +9,8 @@ by ``a^2 / noise^2``; saturated points and faulty columns excluded); scaled by
 ``T31`` it gives ``pulse_steps`` in nominal activation steps. A weighted
 isotonic regression makes every driver's transfer monotone, with ``T[d, 0] = 0``.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from bss2_calib.chipsim import COLS, N_DRIVERS, ROWS
@@ -18,23 +20,31 @@ from ..probes import nanmedian
 from .monotone import isotonic
 
 
+@dataclass(frozen=True, eq=False)
+class DriverTransferFit:
+    """Driver transfer ``pulse_steps`` (256, 32) (monotone), its standard error, the dead drivers (256,) and the unconstrained ratios ``raw``."""
+
+    pulse_steps: np.ndarray
+    pulse_steps_std: np.ndarray
+    dead_driver: np.ndarray
+    raw: np.ndarray
+
+
 def run(session):
     meter = Meter(session.chip)
     t = session.options.tables
     n = t.transfer_num_sends
-    syn = session.data["synapses"]
-    off = session.data["offsets"]
-    kappa = session.data.get("linearity", {}).get("kappa", 0.0)
+    syn, off, kappa = session.synapses, session.offsets, session.kappa
     n_ref = session.options.conditions.num_sends_ref
     lr = t.linear_range_lsb
     # expected per-send response at activation 31 of every (driver, column), at this num_sends
-    a = np.stack([syn["a_exc"][0], syn["a_exc"][1]]) * (1 - kappa * (n - 1)) / (1 - kappa * (n_ref - 1))
-    noise = np.stack([off["noise"][:COLS], off["noise"][COLS:]])
-    colw = np.where(off["noisy"].reshape(2, COLS) | syn["dead_neuron"].reshape(2, COLS), 0.0,
+    a = np.stack([syn.a_exc[0], syn.a_exc[1]]) * (1 - kappa * (n - 1)) / (1 - kappa * (n_ref - 1))
+    noise = np.stack([off.noise[:COLS], off.noise[COLS:]])
+    colw = np.where(off.noisy.reshape(2, COLS) | syn.dead_neuron.reshape(2, COLS), 0.0,
                     1.0 / np.maximum(noise, 0.3) ** 2)  # (2, 256)
-    bad = syn["stuck_zero_exc"] | syn["stuck_max_exc"] | syn["stuck_max_inh"] | ~np.isfinite(a)
+    bad = syn.stuck_zero_exc | syn.stuck_max_exc | syn.stuck_max_inh | ~np.isfinite(a)
     a = np.where(bad, 0.0, a)
-    offset = np.stack([off["offset"][:COLS], off["offset"][COLS:]])[:, None, :]
+    offset = np.stack([off.offset[:COLS], off.offset[COLS:]])[:, None, :]
     ratio = np.full((N_DRIVERS, 32), np.nan)
     ratio_std = np.full((N_DRIVERS, 32), np.nan)
     ratio[:, 0], ratio_std[:, 0] = 0.0, 0.0
@@ -56,10 +66,10 @@ def run(session):
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio[:, x] = (num / den).reshape(N_DRIVERS)  # T(x) / T(31)
             ratio_std[:, x] = (1.0 / np.sqrt(den)).reshape(N_DRIVERS)
-    T31 = syn["T31"]
+    T31 = syn.T31
     steps = ratio * T31[:, None]
     steps_std = ratio_std * np.abs(T31[:, None])
-    dead = syn["dead_driver"] | ~np.isfinite(T31)
+    dead = syn.dead_driver | ~np.isfinite(T31)
     mono = np.zeros_like(steps)
     for d in range(N_DRIVERS):
         if dead[d]:
@@ -69,8 +79,7 @@ def run(session):
         mono[d] = isotonic(steps[d], wts)
     mono[:, 0] = 0.0
     steps_std[dead] = np.nan
-    session.data["transfer"] = {"pulse_steps": mono, "pulse_steps_std": steps_std, "dead_driver": dead,
-                                "raw": steps}
+    session.transfer = DriverTransferFit(pulse_steps=mono, pulse_steps_std=steps_std, dead_driver=dead, raw=steps)
     live = ~dead
     xs = np.arange(32, dtype=np.float64)
     # what the table corrects: deviation from a proportional transfer

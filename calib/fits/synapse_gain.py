@@ -19,6 +19,8 @@ excitatory and inhibitory columns jointly, faulty elements excluded) gives the
 driver factor ``T31`` (activation 31 in nominal steps, median 31 per hemisphere), the neuron
 column factors and the relative synapse gains ``s`` (median 1 per column).
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
@@ -87,29 +89,59 @@ def n_effective(num_sends):
     return float((n ** 3).sum() / (n ** 2).sum())
 
 
+@dataclass(frozen=True, eq=False)
+class SynapseFit:
+    """What the one-hot synapse probes found (arrays per hemisphere, row and column unless noted).
+
+    ``a_exc``/``a_inh`` the measured response per send (LSB) at activation 31 and weight +-63;
+    ``T31`` (256,) driver amplitudes; ``gain_exc``/``gain_inh`` (512,) neuron gains relative to the target;
+    ``s_*`` relative synapse gains (median 1 per column) and ``s_*_std`` their standard errors; the stuck
+    masks; ``zero_weight_response`` the weight-0 response; ``dead_driver`` (256,), ``dead_neuron`` (512,);
+    ``num_sends`` the probes' num_sends.
+    """
+
+    a_exc: np.ndarray
+    a_inh: np.ndarray
+    T31: np.ndarray
+    gain_exc: np.ndarray
+    gain_inh: np.ndarray
+    s_exc: np.ndarray
+    s_inh: np.ndarray
+    s_exc_std: np.ndarray
+    s_inh_std: np.ndarray
+    stuck_zero_exc: np.ndarray
+    stuck_zero_inh: np.ndarray
+    stuck_max_exc: np.ndarray
+    stuck_max_inh: np.ndarray
+    zero_weight_response: np.ndarray
+    dead_driver: np.ndarray
+    dead_neuron: np.ndarray
+    num_sends: list
+
+
 def run(session):
     meter = Meter(session.chip)
     t = session.options.tables
     gt = session.target.gain_lsb_per_unit
-    kappa = session.data.get("linearity", {}).get("kappa", 0.0)
+    kappa = session.kappa
     n_ref = session.options.conditions.num_sends_ref
-    off = session.data["offsets"]
+    off = session.offsets
     ns = list(range(t.synapse_num_sends[0], t.synapse_num_sends[1] + 1))
     lr = t.linear_range_lsb
     p = session.prober
 
-    a_pos, std_pos = _one_hot_slopes(p, 63, ns, t.synapse_repeats, off["offset"], lr)
-    a_neg, std_neg = _one_hot_slopes(p, -63, ns, t.synapse_repeats, off["offset"], lr)
+    a_pos, std_pos = _one_hot_slopes(p, 63, ns, t.synapse_repeats, off.offset, lr)
+    a_neg, std_neg = _one_hot_slopes(p, -63, ns, t.synapse_repeats, off.offset, lr)
     # zero weights: a stuck-at-max synapse still answers; half the smallest num_sends keeps even a
     # high-gain column's full-weight response well inside the linear range
     n_z, r_z = max(1, ns[0] // 2), 4
-    z, _ = _one_hot_slopes(p, 0, [n_z], r_z, off["offset"], lr)
+    z, _ = _one_hot_slopes(p, 0, [n_z], r_z, off.offset, lr)
     z = np.where(np.isfinite(z), z, 0.0)
 
     # stuck-at-max: a response with weight 0; remove the other row's stuck current from each sign
     scale = nanmedian(np.abs(np.concatenate([a_pos.ravel(), a_neg.ravel()])))
     # half a typical full-weight response, and at least 6 standard errors of the column's noise
-    z_sem = np.stack([off["noise"][:COLS], off["noise"][COLS:]])[:, None, :] / (n_z * np.sqrt(r_z))
+    z_sem = np.stack([off.noise[:COLS], off.noise[COLS:]])[:, None, :] / (n_z * np.sqrt(r_z))
     thr = np.maximum(0.5 * scale, 6 * z_sem)
     stuck_max_exc = z > thr
     stuck_max_inh = z < -thr
@@ -175,13 +207,11 @@ def run(session):
     with np.errstate(divide="ignore", invalid="ignore"):
         s_exc_std = np.abs(s_exc) * std_exc / np.abs(a_exc)
         s_inh_std = np.abs(s_inh) * std_inh / np.abs(a_inh)
-    session.data["synapses"] = {
-        "a_exc": a_exc, "a_inh": a_inh, "T31": T31, "gain_exc": gain_exc, "gain_inh": gain_inh,
-        "s_exc": s_exc, "s_inh": s_inh, "s_exc_std": s_exc_std, "s_inh_std": s_inh_std,
-        "stuck_zero_exc": stuck_zero_exc, "stuck_zero_inh": stuck_zero_inh,
-        "stuck_max_exc": stuck_max_exc, "stuck_max_inh": stuck_max_inh, "zero_weight_response": z,
-        "dead_driver": dead_driver, "dead_neuron": dead_neuron, "num_sends": ns,
-    }
+    session.synapses = SynapseFit(
+        a_exc=a_exc, a_inh=a_inh, T31=T31, gain_exc=gain_exc, gain_inh=gain_inh, s_exc=s_exc, s_inh=s_inh,
+        s_exc_std=s_exc_std, s_inh_std=s_inh_std, stuck_zero_exc=stuck_zero_exc, stuck_zero_inh=stuck_zero_inh,
+        stuck_max_exc=stuck_max_exc, stuck_max_inh=stuck_max_inh, zero_weight_response=z,
+        dead_driver=dead_driver, dead_neuron=dead_neuron, num_sends=ns)
     faulty = (stuck_zero_exc | stuck_zero_inh | stuck_max_exc | stuck_max_inh)
     vals = np.concatenate([s_exc[np.isfinite(s_exc) & ~faulty], s_inh[np.isfinite(s_inh) & ~faulty]])
     unc = np.concatenate([s_exc_std[np.isfinite(s_exc_std)], s_inh_std[np.isfinite(s_inh_std)]])

@@ -122,7 +122,7 @@ class DriverRampProblem(KnobProblem):
 def run(session):
     """Trim every driver, then equalise the ramps of the two quadrants of each hemisphere.
 
-    Records the drivers that respond (``session.data["live_drivers"]``, bool (256,)).
+    Records the drivers that respond (``session.live_drivers``, bool (256,)).
     """
     o = session.options
     wait = o.conditions.wait_between_events
@@ -134,6 +134,6 @@ def run(session):
     # the column-gain probes of the later steps leave the others out
     live = np.zeros(N_DRIVERS, dtype=bool)
     live[trimmed.instances] = np.isfinite(trimmed.value) | np.isfinite(trimmed.before)
-    session.data["live_drivers"] = live
+    session.live_drivers = live
     return [trimmed, solve(ramp, session.algorithm())]
 

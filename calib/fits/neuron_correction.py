@@ -17,6 +17,8 @@ held out to measure the model's residual. A neuron whose fitted excitatory or
 inhibitory gain stays below :data:`calib.tables.WEAK_GAIN` of the target (its
 input-gain knob at the end of its range) is *weak* and fails.
 """
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import least_squares
@@ -61,17 +63,33 @@ def _probes(rng, n_vectors):
     return W, X
 
 
+@dataclass(frozen=True, eq=False)
+class NeuronFit:
+    """Fitted per-neuron offset, gains and their standard errors (512,), fitted points, success and weak flags, held-out residual rms."""
+
+    offset: np.ndarray
+    gain_exc: np.ndarray
+    gain_inh: np.ndarray
+    offset_std: np.ndarray
+    gain_exc_std: np.ndarray
+    gain_inh_std: np.ndarray
+    points: np.ndarray
+    success: np.ndarray
+    weak: np.ndarray
+    residual_rms: np.ndarray
+
+
 def run(session):
     meter = Meter(session.chip)
     t = session.options.tables
     gt = session.target.gain_lsb_per_unit
     n = t.neuron_fit_num_sends
     n_ref = session.options.conditions.num_sends_ref
-    kappa = session.data.get("linearity", {}).get("kappa", 0.0)
-    syn, off, tr = session.data["synapses"], session.data["offsets"], session.data["transfer"]
-    table = session.data.get("weights", {}).get("effective_weight", np.arange(W_MAX + 1, dtype=np.float64))
-    T = np.nan_to_num(tr["pulse_steps"])  # (256, 32)
-    s_exc, s_inh = np.nan_to_num(syn["s_exc"]), np.nan_to_num(syn["s_inh"])
+    kappa = session.kappa
+    syn, off, tr = session.synapses, session.offsets, session.transfer
+    table = np.arange(W_MAX + 1, dtype=np.float64) if session.weights is None else session.weights.effective_weight
+    T = np.nan_to_num(tr.pulse_steps)  # (256, 32)
+    s_exc, s_inh = np.nan_to_num(syn.s_exc), np.nan_to_num(syn.s_inh)
     scale = n * gt * (1 - kappa * (n - 1)) / (1 - kappa * (n_ref - 1))
     W, X = _probes(session.rng, t.neuron_fit_vectors)
     b = X.shape[2]
@@ -82,7 +100,7 @@ def run(session):
         session.prober.set_weights(W[:, m])
         Y[:, m] = session.prober.run(X[:, m], n)
         for h in (0, 1):
-            eff = effective_weight(W[h, m], table, syn["stuck_max_exc"][h], syn["stuck_max_inh"][h])
+            eff = effective_weight(W[h, m], table, syn.stuck_max_exc[h], syn.stuck_max_inh[h])
             tx = T[h * ROWS + np.arange(ROWS), X[h, m]]  # (b, 128)
             E[h, m] = scale * tx @ (eff[0] * s_exc[h])
             I[h, m] = scale * tx @ (eff[1] * s_inh[h])
@@ -90,15 +108,15 @@ def run(session):
     E = np.concatenate([E[0], E[1]], axis=-1).reshape(2 * b, N_NEURONS).T
     I = np.concatenate([I[0], I[1]], axis=-1).reshape(2 * b, N_NEURONS).T
     Y = np.concatenate([Y[0], Y[1]], axis=-1).reshape(2 * b, N_NEURONS).T
-    g0e, g0i = np.nan_to_num(syn["gain_exc"], nan=1.0), np.nan_to_num(syn["gain_inh"], nan=1.0)
-    o0 = off["offset"]
+    g0e, g0i = np.nan_to_num(syn.gain_exc, nan=1.0), np.nan_to_num(syn.gain_inh, nan=1.0)
+    o0 = off.offset
     pred0 = o0[:, None] + g0e[:, None] * E - g0i[:, None] * I
     lr = t.linear_range_lsb
     usable = (np.abs(Y - o0[:, None]) <= lr) & (np.abs(pred0 - o0[:, None]) <= lr) & (np.abs(Y) < 127)
     held = np.zeros(2 * b, dtype=bool)
     held[::HOLD_OUT] = True
     fit_mask = usable & ~held[None, :]
-    sigma = np.maximum(off["noise"], 0.3)
+    sigma = np.maximum(off.noise, 0.3)
     rows_n, rows_k = np.nonzero(fit_mask)
     m_pts = rows_n.size
     # residual r = (A p - y) / sigma ; p = [offset (512), gain_exc (512), gain_inh (512)]
@@ -108,7 +126,7 @@ def run(session):
                         np.concatenate([rows_n, rows_n + N_NEURONS, rows_n + 2 * N_NEURONS]))),
                       shape=(m_pts, 3 * N_NEURONS))
     # priors: the zero-input offsets, and the one-hot column gains (``GAIN_PRIOR_REL`` each)
-    prior_w = 1.0 / np.maximum(off["offset_std"], 1e-3)
+    prior_w = 1.0 / np.maximum(off.offset_std, 1e-3)
     pe, pi = 1.0 / (GAIN_PRIOR_REL * g0e), 1.0 / (GAIN_PRIOR_REL * g0i)
     Ap = sp.csr_matrix((np.concatenate([prior_w, pe, pi]), (np.arange(3 * N_NEURONS), np.arange(3 * N_NEURONS))),
                        shape=(3 * N_NEURONS, 3 * N_NEURONS))
@@ -142,16 +160,14 @@ def run(session):
     resid = np.where(vmask, Y - pred, np.nan)
     rms_col = np.sqrt(nanmean(resid ** 2, axis=1))
     points = fit_mask.sum(axis=1)
-    dead, noisy = syn["dead_neuron"], off["noisy"]
+    dead, noisy = syn.dead_neuron, off.noisy
     weak = weak_neurons(gain_exc, gain_inh, dead)
     success = (np.isfinite(res.x).reshape(3, -1).all(0) & (points >= MIN_POINTS) & ~dead & ~noisy & ~weak
                & (gain_exc < 3) & (gain_inh < 3))
-    session.data["neuron_fit"] = {
-        "offset": offset, "gain_exc": gain_exc, "gain_inh": gain_inh, "offset_std": pstd[:, 0],
-        "gain_exc_std": pstd[:, 1], "gain_inh_std": pstd[:, 2], "points": points, "success": success, "weak": weak,
-        "residual_rms": rms_col,
-    }
-    noise_ms = float(nanmean(np.where(success, off["noise"], np.nan) ** 2))
+    session.neuron_fit = NeuronFit(
+        offset=offset, gain_exc=gain_exc, gain_inh=gain_inh, offset_std=pstd[:, 0], gain_exc_std=pstd[:, 1],
+        gain_inh_std=pstd[:, 2], points=points, success=success, weak=weak, residual_rms=rms_col)
+    noise_ms = float(nanmean(np.where(success, off.noise, np.nan) ** 2))
     rms = float(np.sqrt(nanmean(np.where(success[:, None], resid, np.nan) ** 2)))
     quality = {"heldout_residual_rms_lsb": rms, "noise_rms_lsb": float(np.sqrt(noise_ms)),
                "model_excess_rms_lsb": float(np.sqrt(max(rms ** 2 - noise_ms, 0.0))),

@@ -12,6 +12,8 @@ monotone, is the table (``D(63) = 63`` by definition, ``D(0) = 0``). The two sig
 are measured apart and combined (one DAC drives both rows of a synapse pair);
 both are kept as extra columns.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from bss2_calib.chipsim import COLS, ROWS, W_MAX
@@ -24,11 +26,21 @@ MIN_AMPLITUDE = 10.0  #: LSB; weaker pattern responses are too noisy to use
 NUM_SENDS = 4
 
 
+@dataclass(frozen=True, eq=False)
+class WeightTransferFit:
+    """The weight DAC's effective weight per magnitude 0..63 (combined, its error, per sign) and success flags."""
+
+    effective_weight: np.ndarray
+    effective_weight_std: np.ndarray
+    effective_weight_exc: np.ndarray
+    effective_weight_inh: np.ndarray
+    success: np.ndarray
+
+
 def run(session):
     meter = Meter(session.chip)
     t = session.options.tables
-    syn, off = session.data["synapses"], session.data["offsets"]
-    kappa = session.data.get("linearity", {}).get("kappa", 0.0)
+    syn, off, kappa = session.synapses, session.offsets, session.kappa
     n_ref = session.options.conditions.num_sends_ref
     n = NUM_SENDS
     f = (1 - kappa * (n - 1)) / (1 - kappa * (n_ref - 1))
@@ -37,9 +49,9 @@ def run(session):
     for i, k in enumerate(ks):
         x[i, np.arange(0, ROWS, ROWS // k)[:k]] = 31
     active = (x > 0).astype(np.float64)  # (8, 128)
-    stuck = syn["stuck_max_exc"] | syn["stuck_max_inh"]
-    offset = np.stack([off["offset"][:COLS], off["offset"][COLS:]])[:, None, :]
-    noisy = np.stack([off["noisy"][:COLS], off["noisy"][COLS:]]) | syn["dead_neuron"].reshape(2, COLS)
+    stuck = syn.stuck_max_exc | syn.stuck_max_inh
+    offset = np.stack([off.offset[:COLS], off.offset[COLS:]])[:, None, :]
+    noisy = np.stack([off.noisy[:COLS], off.noisy[COLS:]]) | syn.dead_neuron.reshape(2, COLS)
     ratios = {1: [[] for _ in range(W_MAX + 1)], -1: [[] for _ in range(W_MAX + 1)]}
     for m in range(4):
         sign = 1 if m < 2 else -1
@@ -47,7 +59,7 @@ def run(session):
         session.prober.set_weights(np.broadcast_to(sign * mag[:, None, :], (2, ROWS, COLS)))
         mean, _ = session.prober.mean_response(x, t.weight_repeats, n)  # (2, 8, 256)
         d = sign * (mean - offset)  # response magnitude
-        a = syn["a_exc"] if sign > 0 else syn["a_inh"]  # (2, 128, 256)
+        a = syn.a_exc if sign > 0 else syn.a_inh  # (2, 128, 256)
         unusable = stuck | ~np.isfinite(a)
         P = n * f * np.einsum("kr,hrc->hkc", active, np.where(unusable, 0.0, a))  # prediction at D = 63
         P[np.einsum("kr,hrc->hkc", active, unusable.astype(np.float64)) > 0] = np.nan
@@ -91,9 +103,9 @@ def run(session):
         table[i] = max(table[i], table[i - 1] + 0.01)
     quality["max_deviation_from_identity"] = float(np.max(np.abs(table - mags)))
     quality["exc_inh_difference_rms"] = float(np.sqrt(nanmean((per_sign[1] - per_sign[-1])[1:] ** 2)))
-    session.data["weights"] = {"effective_weight": table, "effective_weight_std": comb_std,
-                               "effective_weight_exc": per_sign[1], "effective_weight_inh": per_sign[-1],
-                               "success": ok}
+    session.weights = WeightTransferFit(effective_weight=table, effective_weight_std=comb_std,
+                                        effective_weight_exc=per_sign[1], effective_weight_inh=per_sign[-1],
+                                        success=ok)
     dev = table - mags
     return TableStep(
         name="weights", algorithm="column-assigned magnitudes, LS per column, median + isotonic",
