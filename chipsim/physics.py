@@ -15,6 +15,7 @@ Nominal design (every deviation is a per-instance draw, see params.py):
   preset's ``gain_nominal``) at nominal codes, before leak and timing effects.
 """
 import numpy as np
+from numba import njit
 
 from .geometry import CLOCK_NS, COLS, DRIVER_QUADRANT, NEURON_QUADRANT, ROWS, W_MAX
 from .knobs import KNOBS
@@ -28,6 +29,35 @@ LEAK_RESIDUAL = 1e-4  #: leak rate with the leak switched off (code 0), 1/us
 KNEE_HI, RAIL_HI = 0.825, 1.00  #: soft saturation of the membrane, V
 KNEE_LO, RAIL_LO = 0.40, 0.32
 TRIM_STEPS_PER_CODE = 0.08  #: driver comparator trim, activation steps per DAC code
+
+
+@njit
+def soft_saturate(v, knee_hi, sat_hi, knee_lo, sat_lo):
+    """The membrane's soft saturation of a mean result ``v`` (LSB): the one copy of the formula.
+
+    Beyond a knee the excess ``d`` is compressed to ``d / (1 + d / sat)``, which
+    approaches the rail ``knee + sat`` (and likewise below ``knee_lo``).
+    Compiled with numba, so that the kernel's compiled loops call it on
+    scalars and the numpy reference and the truth on arrays (float64; the
+    parameters broadcast against ``v``), with the same operations in the same
+    order: the same bits.
+
+    Parameters
+    ----------
+    v : float or ndarray of float64
+        Mean result, LSB relative to the baseline.
+    knee_hi, sat_hi, knee_lo, sat_lo : float or ndarray of float64
+        Upper knee and the distance from it to the upper rail, lower knee and
+        the distance from it to the lower rail (``sat_* >= 1``), LSB.
+
+    Returns
+    -------
+    float or ndarray of float64
+    """
+    d = np.maximum(v - knee_hi, 0.0)
+    v = v - (d - d / (1.0 + d / sat_hi))
+    d = np.maximum(knee_lo - v, 0.0)
+    return v + (d - d / (1.0 + d / sat_lo))
 
 
 def capmem_shape(code, kappa):
