@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 from .geometry import COLS, ROWS
 from .noise import SFC64_LANES as LANES
 from .noise import WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W
-from .physics import soft_saturate
+from . import physics
 
 _ONE = np.uint64(1)
 _SHIFT_11 = np.uint64(11)
@@ -42,6 +42,8 @@ _SHIFT_3 = np.uint64(3)
 _ROT_L = np.uint64(24)
 _ROT_R = np.uint64(40)
 _DOUBLE = 2.0 ** -53
+# the one formula, compiled for the loops below (numba keys its cache on this file: touch it if physics.py changes)
+soft_saturate = njit(nogil=True)(physics.soft_saturate)
 
 
 @intrinsic

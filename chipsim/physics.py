@@ -15,7 +15,6 @@ Nominal design (every deviation is a per-instance draw, see params.py):
   preset's ``gain_nominal``) at nominal codes, before leak and timing effects.
 """
 import numpy as np
-from numba import njit
 
 from .geometry import CLOCK_NS, COLS, DRIVER_QUADRANT, NEURON_QUADRANT, ROWS, W_MAX
 from .knobs import KNOBS
@@ -31,16 +30,15 @@ KNEE_LO, RAIL_LO = 0.40, 0.32
 TRIM_STEPS_PER_CODE = 0.08  #: driver comparator trim, activation steps per DAC code
 
 
-@njit
 def soft_saturate(v, knee_hi, sat_hi, knee_lo, sat_lo):
     """The membrane's soft saturation of a mean result ``v`` (LSB): the one copy of the formula.
 
     Beyond a knee the excess ``d`` is compressed to ``d / (1 + d / sat)``, which
-    approaches the rail ``knee + sat`` (and likewise below ``knee_lo``).
-    Compiled with numba, so that the kernel's compiled loops call it on
-    scalars and the numpy reference and the truth on arrays (float64; the
-    parameters broadcast against ``v``), with the same operations in the same
-    order: the same bits.
+    approaches the rail ``knee + sat`` (and likewise below ``knee_lo``). The
+    kernel's reference and the truth call it on arrays (float64; the
+    parameters broadcast against ``v``); :mod:`chipsim._jit` compiles this same
+    function for its loops (numba, on scalars), with the same operations in
+    the same order: the same bits.
 
     Parameters
     ----------
