@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 
 from .geometry import COLS, ROWS
 from .noise import SFC64_LANES as LANES
-from .noise import WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W
+from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W
 from . import physics
 
 _ONE = np.uint64(1)
@@ -130,12 +130,20 @@ def gather(x, table, pulses, events):
 
 
 @njit(nogil=True, cache=True)
-def _check_readout(y, off, out, seeds, block_rows, b0, b1, seed_words):
+def _check_readout(y, off, out, seeds, b0, b1, seed_words):
     m = y.shape[0]
     if (y.shape[1] != COLS or out.shape[0] != m or out.shape[1] != COLS or off.size != COLS
-            or b0 < 0 or b1 < b0 or (b1 - 1) * block_rows >= max(m, 1) * (b1 > b0)
+            or b0 < 0 or b1 < b0 or (b1 - 1) * NOISE_ROWS >= max(m, 1) * (b1 > b0)
             or (seeds.shape[0] > 0 and (seeds.shape[0] < b1 or seeds.shape[1] < seed_words))):
         raise ValueError("readout: shapes do not match")
+
+
+@njit(nogil=True, cache=True)
+def _block(blk, m):
+    """First and end row of noise block ``blk`` of ``m`` rows, and its number of samples."""
+    r0 = blk * NOISE_ROWS
+    r1 = min(r0 + NOISE_ROWS, m)
+    return r0, r1, (r1 - r0) * COLS
 
 
 @njit(nogil=True, cache=True)
@@ -176,18 +184,15 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_span, sca
         Result bounds per column.
     """
     noisy = seeds.shape[0] > 0
-    block = 256
-    _check_readout(y, off, out, seeds, block, b0, b1, 3 * LANES)
+    _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
     if win_lo.size != COLS or win_span.size != COLS:
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
-    words = np.empty(block * COLS * 3 // 8, dtype=np.uint64)
+    words = np.empty(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)
     raw = words.view(np.uint8)
     t = np.zeros(COLS, dtype=np.int32)
     for blk in range(b0, b1):
-        r0 = blk * block
-        r1 = min(r0 + block, m)
-        n = (r1 - r0) * COLS
+        r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n * 3 // 8])
         # separate views of the three byte planes and of each row let the compiler vectorize the loops
@@ -288,18 +293,15 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     lo, hi : float64 (256,)
     """
     noisy = seeds.shape[0] > 0
-    block = 256
-    _check_readout(y, off, out, seeds, block, b0, b1, 3 * LANES + 3)
+    _check_readout(y, off, out, seeds, b0, b1, 3 * LANES + 3)
     m = y.shape[0]
-    words = np.empty(block * COLS // 2, dtype=np.uint64)
+    words = np.empty(NOISE_ROWS * COLS // 2, dtype=np.uint64)
     half = words.view(np.uint32)
-    e = np.empty(block * COLS, dtype=np.float64)
-    bad = np.empty(block * COLS, dtype=np.int64)
+    e = np.empty(NOISE_ROWS * COLS, dtype=np.float64)
+    bad = np.empty(NOISE_ROWS * COLS, dtype=np.int64)
     mean = np.zeros(COLS, dtype=np.float64)
     for blk in range(b0, b1):
-        r0 = blk * block
-        r1 = min(r0 + block, m)
-        n = (r1 - r0) * COLS
+        r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n // 2])
             n_bad = _ziggurat_boxes(half[:n], e[:n], bad)

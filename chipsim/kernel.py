@@ -34,11 +34,10 @@ import time
 import numpy as np
 
 from .geometry import COLS, ROWS
-from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, GAUSS_SEED_WORDS, SEED_WORDS, FastParams,
-                    binomial_counts, dither_bytes, gauss_normals, jit, sfc64_words, words_for)
+from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, GAUSS_SEED_WORDS, NOISE_ROWS, SEED_WORDS,
+                    FastParams, binomial_counts, dither_bytes, gauss_normals, jit, sfc64_words, words_for)
 from .physics import soft_saturate
 
-NOISE_ROWS = 256  #: vectors per noise block: fixes the layout of the noise bits in the stream
 SPLIT_BLOCKS = 8  #: runs with at least this many noise blocks (all hemispheres) are read out by two threads
 BIAS = 256  #: LSB added in the fixed-point kernel (a multiple of 256: the int8 is the low byte)
 _ROW_BASE = np.arange(ROWS, dtype=np.intp) * 32

@@ -59,6 +59,7 @@ _B_MEAN = 4.0 * BINOMIAL_BYTES
 _B_VAR = 2.0 * BINOMIAL_BYTES
 _U_VAR = (1.0 - DITHER_LEVELS ** -2) / 12.0  #: variance of U (unit width)
 METHODS = ("fast", "gaussian")
+NOISE_ROWS = 256  #: vectors per noise block: fixes the layout of the noise bits in the stream
 SFC64_LANES = 16  #: interleaved SFC64 generators per noise block
 SEED_WORDS = 3 * SFC64_LANES  #: PCG64 words that seed one noise block
 WARM_UP = 12  #: SFC64 outputs discarded after seeding (as numpy does after its own seeding)
