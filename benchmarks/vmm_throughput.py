@@ -24,7 +24,7 @@ kernel's steps (``chipsim.kernel.run(..., profile=)``).
 Usage::
 
     python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--numpy]
-        [--dtype int64|int32|uint8] [--one-thread] [--runs N] [--profile] [--json]
+        [--dtype int64|int32|uint8] [--runs N] [--profile] [--json]
 """
 import argparse
 import json
@@ -68,8 +68,6 @@ def main(argv=None):
     ap.add_argument("--numpy", action="store_true", help="the numpy path (BSS2_CHIPSIM_JIT=0)")
     ap.add_argument("--dtype", default="int64", choices=("int64", "int32", "uint8"),
                     help="dtype of the activations (numpy's default integer is int64)")
-    ap.add_argument("--one-thread", action="store_true",
-                    help="read out in the calling thread only (an A/B of the kernel's two read-out threads)")
     ap.add_argument("--runs", type=int, default=1, help="fresh processes to run one after another")
     ap.add_argument("--profile", action="store_true", help="also time each step of a call")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -78,8 +76,6 @@ def main(argv=None):
         return _runs(args, sys.argv[1:] if argv is None else list(argv))
     if args.numpy:
         os.environ["BSS2_CHIPSIM_JIT"] = "0"
-    if args.one_thread:
-        kernel.SPLIT_BLOCKS = 1 << 62
     from bss2_calib.chipsim.noise import jit
 
     path = "compiled (numba)" if jit() is not None else "numpy"
@@ -130,7 +126,7 @@ def main(argv=None):
 
     res = {
         "preset": args.preset,
-        "path": path + (", one read-out thread" if args.one_thread else ""),
+        "path": path,
         "dtype": args.dtype,
         "batch": args.batch,
         "repeats": args.repeats,

@@ -20,9 +20,9 @@ bit for bit.
 - :func:`readout_gauss`: per noise block its standard normals (the ziggurat of
   :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
 
-The read-outs take a range of noise blocks, so that two threads can share a
-run (the loops release the GIL). numba does not check bounds: every loop
-checks the shapes of its buffers first.
+The read-outs take a range of noise blocks (the loops release the GIL).
+numba does not check bounds: every loop checks the shapes of its buffers
+first.
 """
 import math
 

@@ -17,9 +17,11 @@ compiled (:mod:`chipsim._jit`, numba; what runs)
     rounding, noise and the int8 are integer operations; values outside the
     window where neither soft saturation nor clipping can act are recomputed
     with the full model in float64 (well under 0.1 % of them with
-    full-range random weights). Runs of at least :data:`SPLIT_BLOCKS` noise
-    blocks are read out by two threads, the calling one and one started for
-    the call (the loops release the GIL; nothing outlives the call).
+    full-range random weights). Everything but the product runs in the
+    calling thread: right after a product, OpenBLAS's idle threads spin on
+    the other cores for about 0.1 s, and a second thread of ours only shares
+    a core with them (measured: two of our threads right after a product ran
+    no faster than one; see ``docs/benchmarks.md``).
 reference (:func:`reference`; ``BSS2_CHIPSIM_JIT=0``, and noise stds the
 16-bit kernel cannot represent)
     Plain single-threaded numpy: the full model in float64 for every value.
@@ -28,7 +30,6 @@ The noise is drawn in block order, seeded per block of :data:`NOISE_ROWS`
 vectors from the chip's stream (:mod:`chipsim.noise`), so results never
 depend on the implementation, the threading or the batch layout.
 """
-import threading
 import time
 
 import numpy as np
@@ -38,7 +39,6 @@ from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, GAUSS_SEED_WORDS
                     FastParams, binomial_counts, dither_bytes, gauss_normals, jit, sfc64_words, words_for)
 from .physics import soft_saturate
 
-SPLIT_BLOCKS = 8  #: runs with at least this many noise blocks (all hemispheres) are read out by two threads
 BIAS = 256  #: LSB added in the fixed-point kernel (a multiple of 256: the int8 is the low byte)
 _ROW_BASE = np.arange(ROWS, dtype=np.intp) * 32
 _NO_WINDOW = 1 << 20  #: a window start beyond every 16-bit value: the column is always recomputed
@@ -206,30 +206,11 @@ def _run_compiled(J, x, plans, stream, out, events, step):
         np.matmul(pulses[k], p.w_rows, out=y[k])
     step("product")
     n_blocks = -(-batch // NOISE_ROWS)
-    calls = [(getattr(J, p.readout), (y[k], p.off, _seeds(stream, p, n_blocks), out[k]), p.args)
-             for k, p in enumerate(plans)]  # seeds in stream order
-    total = n_blocks * len(plans)
+    seeds = [_seeds(stream, p, n_blocks) for p in plans]  # in stream order
     step("seeds")
-    if total < SPLIT_BLOCKS:
-        _readout(calls, n_blocks, 0, total)
-        step("readout")
-        return
-    helper = threading.Thread(target=_readout, args=(calls, n_blocks, total // 2, total), name="chipsim-readout")
-    helper.start()
-    try:
-        _readout(calls, n_blocks, 0, total // 2)
-        step("readout")
-    finally:
-        helper.join()
-    step("readout_wait")
-
-
-def _readout(calls, n_blocks, first, end):
-    """Read out blocks ``first..end-1`` of the run, numbering the blocks of all hemispheres in order."""
-    for k, (fn, head, tail) in enumerate(calls):
-        b0, b1 = max(first - k * n_blocks, 0), min(end - k * n_blocks, n_blocks)
-        if b1 > b0:
-            fn(*head, b0, b1, *tail)
+    for k, p in enumerate(plans):
+        getattr(J, p.readout)(y[k], p.off, seeds[k], out[k], 0, n_blocks, *p.args)
+    step("readout")
 
 
 # ------------------------------------------------------------ the reference

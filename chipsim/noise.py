@@ -98,11 +98,14 @@ def jit():
     global _JIT
     if _JIT is None:
         try:
+            if not __name__.startswith("bss2_calib."):
+                # numba keys its cache on the source file: compiled under another module name, the
+                # cache would name modules that the installed package cannot import
+                raise RuntimeError(f"chipsim imported as {__name__!r}, not from the bss2_calib package")
             mod = _load_jit()
-        except RuntimeError as e:  # numba present but unusable (e.g. no writable cache directory)
+        except RuntimeError as e:  # numba unusable (e.g. no writable cache directory: NUMBA_CACHE_DIR names one)
             logging.getLogger("chipsim").warning("compiled kernel unavailable (%s); using the numpy reference "
-                                                 "(same results, slower); NUMBA_CACHE_DIR can name a writable "
-                                                 "cache", e)
+                                                 "(same results, slower)", e)
             mod = False
         _JIT = mod
     return _JIT or None

@@ -89,21 +89,6 @@ def test_both_equals_hemisphere_0_then_1(rng, batch):
     np.testing.assert_array_equal(a.run(x[0], 0), b.run(x[0], 0))  # and the streams stay in step
 
 
-def test_results_do_not_depend_on_the_readout_threads(rng, monkeypatch):
-    """Large runs are read out by two threads, small ones by one: the same numbers either way."""
-    x = rng.integers(0, 32, (2, 1700, 128))
-    w = rng.integers(-63, 64, (128, 256))
-    out = []
-    for split in (2, 10 ** 9):
-        monkeypatch.setattr(kernel, "SPLIT_BLOCKS", split)
-        chip = Chip(5, "harsh", noise_seed=6)
-        chip.set_weights(w, 0)
-        chip.set_weights(w[::-1], 1)
-        out.append([chip.run(x, "both"), chip.run(x[0], 1), chip.counters["events"], chip.hw_time_s])
-    for u, v in zip(*out):
-        np.testing.assert_array_equal(u, v)
-
-
 @pytest.mark.parametrize("preset", ["default", "harsh", "linear"])
 def test_the_16_bit_windows_change_nothing(rng, monkeypatch, linear_fast, preset):
     """The compiled 16-bit read-out with the values outside its windows recomputed one by one gives what
