@@ -11,25 +11,34 @@ allocations are traced); the process's peak RSS comes from ``getrusage``.
 
 Also times the simulator back to back (after a pause, so that no BLAS thread
 of the reference is still spinning), and the per-call time of small batches
-(what calibration loops see). ``--numpy`` measures the numpy path (what runs
-without numba; the same numbers, see ``chipsim.kernel``).
+(what calibration loops see). ``--numpy`` measures the plain numpy reference
+(``BSS2_CHIPSIM_JIT=0``; the same numbers, see ``chipsim.kernel``).
+
+``--runs N`` starts N fresh processes one after another (each the
+measurement above) and prints every run's ratios and their median, min and
+max: a single process run moves by up to 30 % on a shared machine.
+``--profile`` adds the time of each step of a call (means over the
+interleaved repeats): the range check with the copy to uint8, and the
+kernel's steps (``chipsim.kernel.run(..., profile=)``).
 
 Usage::
 
     python benchmarks/vmm_throughput.py [--batch 4096] [--repeats 60] [--preset default] [--numpy]
-        [--dtype int64|int32|uint8] [--json]
+        [--dtype int64|int32|uint8] [--runs N] [--profile] [--json]
 """
 import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-from bss2_calib.chipsim import Chip
+from bss2_calib.chipsim import Chip, kernel
+from bss2_calib.chipsim.chip import _as_activations
 
 
 def _peak_bytes(fn):
@@ -59,8 +68,12 @@ def main(argv=None):
     ap.add_argument("--numpy", action="store_true", help="the numpy path (BSS2_CHIPSIM_JIT=0)")
     ap.add_argument("--dtype", default="int64", choices=("int64", "int32", "uint8"),
                     help="dtype of the activations (numpy's default integer is int64)")
+    ap.add_argument("--runs", type=int, default=1, help="fresh processes to run one after another")
+    ap.add_argument("--profile", action="store_true", help="also time each step of a call")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args(argv)
+    if args.runs > 1:
+        return _runs(args, sys.argv[1:] if argv is None else list(argv))
     if args.numpy:
         os.environ["BSS2_CHIPSIM_JIT"] = "0"
     from bss2_calib.chipsim.noise import jit
@@ -102,6 +115,8 @@ def main(argv=None):
         ref()
     cpu_ref = (time.process_time() - cpu0) / 10
 
+    profile = _profile(chip, x, ref, args.repeats) if args.profile else None
+
     small = {}
     for b in (1, 8, 64):
         xs = rng.integers(0, 32, (b, 128))
@@ -126,6 +141,7 @@ def main(argv=None):
         "ref_peak_traced_mib": _peak_bytes(ref) / 2**20,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "small_batch": small,
+        "profile_ms": profile,
         "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
         "numpy": np.__version__,
@@ -148,7 +164,60 @@ def main(argv=None):
     for b, v in small.items():
         print(f"  batch {b:3d}: {v['one_hemisphere_us']:6.1f} us per run (one hemisphere), "
               f"{v['both_us']:6.1f} us ('both')")
+    if profile:
+        print("  one call by step (ms, mean over the interleaved repeats): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in profile.items()))
     return res
+
+
+def _profile(chip, x, ref, repeats):
+    """Mean wall time per step of ``chip.run(x, "both")``, ms, each call right after a reference call."""
+    plans = (chip._plan(0, 1, 5), chip._plan(1, 1, 5))
+    steps = {}
+    for _ in range(repeats):
+        ref()
+        t0 = time.perf_counter()
+        arr = _as_activations(x)
+        t1 = time.perf_counter()
+        steps["check_narrow"] = steps.get("check_narrow", 0.0) + t1 - t0
+        kernel.run(arr, plans, chip._stream, profile=steps)
+        steps["total"] = steps.get("total", 0.0) + time.perf_counter() - t0
+    return {k: v / repeats * 1e3 for k, v in steps.items()}
+
+
+def _runs(args, argv):
+    """Run the benchmark in ``args.runs`` fresh processes; print each run's ratios and their spread."""
+    child, skip = [], False
+    for a in argv:  # drop --runs N and --json
+        if skip:
+            skip = False
+        elif a == "--runs":
+            skip = True
+        elif not a.startswith("--runs=") and a != "--json":
+            child.append(a)
+    results = []
+    for i in range(args.runs):
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), *child, "--json"], check=True,
+                             capture_output=True, text=True).stdout
+        r = json.loads(out)
+        results.append(r)
+        if not args.json:
+            print(f"run {i + 1}: ratio {r['ratio']:.2f} (sim {r['sim_ms']:.2f} ms, ref {r['ref_ms']:.2f} ms), "
+                  f"back to back {r['ratio_back_to_back']:.2f}, load {r['load_average'][0]:.2f}", flush=True)
+    summary = {}
+    for key in ("ratio", "ratio_back_to_back", "sim_ms", "ref_ms"):
+        v = np.array([r[key] for r in results])
+        summary[key] = {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+    if args.json:
+        json.dump({"runs": results, "summary": summary}, sys.stdout, indent=1)
+        print()
+    else:
+        r0 = results[0]
+        print(f"{args.runs} runs, preset {r0['preset']!r}, {r0['path']} path, {r0['dtype']} activations, batch "
+              f"{r0['batch']}, {r0['repeats']} repeats each:")
+        for key, v in summary.items():
+            print(f"  {key:20s} median {v['median']:.2f}  min {v['min']:.2f}  max {v['max']:.2f}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,24 +1,31 @@
-"""Compiled (numba) loops of the VMM kernel: the numpy path's numbers in fewer passes over memory.
+"""Compiled (numba) loops of the VMM kernel: the fast path of :mod:`chipsim.kernel`.
 
-Imported lazily by :mod:`chipsim.kernel` (``import numba`` costs about 0.15 s
-and the first call of each loop compiles it, or loads it from numba's cache).
-Every function here computes exactly what the numpy path of
-:mod:`chipsim.kernel` computes with the same bits, element by element:
-``tests/test_chipsim_noise.py`` runs both and compares the results bit for bit.
+Imported lazily by :mod:`chipsim.kernel` on the first run (the first call
+of each loop compiles it, or loads it from numba's cache). Every function
+here computes exactly what the plain numpy reference of :mod:`chipsim.kernel`
+and :mod:`chipsim.noise` computes from the same random words, element by
+element: ``tests/test_chipsim_noise.py`` runs both and compares the results
+bit for bit.
 
 - :func:`sfc64_fill`: the random words of one noise block (16 interleaved
   SFC64 generators seeded by 48 words of the chip's noise stream, see
   :mod:`chipsim.noise`);
 - :func:`narrow`: the range check of the activations and their copy to
   uint8, in one pass;
-- :func:`gather`: the pulses of a block of activation vectors, and their
-  event counts;
-- :func:`post_fast`: offsets, the 16-bit fixed-point read-out with its noise,
-  and the exact recomputation of the few values outside the 16-bit window (soft
-  saturation, clipping), in one pass per row of results.
+- :func:`gather`: the pulses of the activation vectors, and their event
+  counts;
+- :func:`readout_fast`: per noise block its random words, then the 16-bit
+  fixed-point read-out with the ``fast`` noise, and the full model for the
+  few values outside the 16-bit window (soft saturation, clipping);
+- :func:`readout_gauss`: per noise block its standard normals (the ziggurat of
+  :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
 
-numba does not check bounds: every loop checks the shapes of its buffers first.
+The read-outs take a range of noise blocks (the loops release the GIL).
+numba does not check bounds: every loop checks the shapes of its buffers
+first.
 """
+import math
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -26,14 +33,17 @@ from numba.extending import intrinsic
 
 from .geometry import COLS, ROWS
 from .noise import SFC64_LANES as LANES
-from .noise import WARM_UP
+from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W
+from . import physics
 
 _ONE = np.uint64(1)
 _SHIFT_11 = np.uint64(11)
 _SHIFT_3 = np.uint64(3)
 _ROT_L = np.uint64(24)
 _ROT_R = np.uint64(40)
-_GROUP = 32  #: columns whose window flags form one 32-bit mask (the flagged ones are recomputed one by one)
+_DOUBLE = 2.0 ** -53
+# the one formula, compiled for the loops below (numba keys its cache on this file: touch it if physics.py changes)
+soft_saturate = njit(nogil=True)(physics.soft_saturate)
 
 
 @intrinsic
@@ -48,16 +58,10 @@ def _popcount(typingctx, val):
     return val(val), codegen
 
 
-@intrinsic
-def _trailing_zeros(typingctx, val):
-    """Index of the lowest set bit of a non-zero integer (LLVM's cttz)."""
-    if not isinstance(val, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
-
-    return val(val), codegen
+@njit(nogil=True, cache=True)
+def _sfc64_step(a, b, c, w):
+    tmp = a + b + w
+    return b ^ (b >> _SHIFT_11), c + (c << _SHIFT_3), ((c << _ROT_L) | (c >> _ROT_R)) + tmp, tmp
 
 
 @njit(nogil=True, cache=True)
@@ -78,18 +82,11 @@ def sfc64_fill(seed, out):
     w = _ONE
     for i in range(WARM_UP):
         for j in range(LANES):
-            tmp = a[j] + b[j] + w
-            a[j] = b[j] ^ (b[j] >> _SHIFT_11)
-            b[j] = c[j] + (c[j] << _SHIFT_3)
-            c[j] = ((c[j] << _ROT_L) | (c[j] >> _ROT_R)) + tmp
+            a[j], b[j], c[j], _ = _sfc64_step(a[j], b[j], c[j], w)
         w += _ONE
     for i in range(out.size // LANES):
         for j in range(LANES):
-            tmp = a[j] + b[j] + w
-            a[j] = b[j] ^ (b[j] >> _SHIFT_11)
-            b[j] = c[j] + (c[j] << _SHIFT_3)
-            c[j] = ((c[j] << _ROT_L) | (c[j] >> _ROT_R)) + tmp
-            out[i * LANES + j] = tmp
+            a[j], b[j], c[j], out[i * LANES + j] = _sfc64_step(a[j], b[j], c[j], w)
         w += _ONE
 
 
@@ -120,29 +117,47 @@ def gather(x, table, pulses, events):
     the flat (128 * 32,) float32 pulse table.
     """
     m = x.shape[0]
-    if (x.shape[1] != ROWS or pulses.shape[0] < m or pulses.shape[1] != ROWS or events.size < m
+    if (x.shape[1] != ROWS or pulses.shape[0] != m or pulses.shape[1] != ROWS or events.size != m
             or table.size != 32 * ROWS):
         raise ValueError("gather: shapes do not match")
     for i in range(m):
-        for r in range(ROWS):
-            pulses[i, r] = table[(r << 5) | x[i, r]]
-    for i in range(m):
         e = 0
         for r in range(ROWS):
-            e += np.int64(x[i, r] != 0)
+            a = x[i, r]
+            pulses[i, r] = table[(r << 5) | a]
+            e += np.int64(a != 0)
         events[i] = e
 
 
 @njit(nogil=True, cache=True)
-def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shift, sat, has_sat, lo, hi):
-    """Read-out of one noise block (``m`` rows) with the ``fast`` noise in 16-bit fixed point.
+def _check_readout(y, off, out, seeds, b0, b1, seed_words):
+    m = y.shape[0]
+    if (y.shape[1] != COLS or out.shape[0] != m or out.shape[1] != COLS or off.size != COLS
+            or b0 < 0 or b1 < b0 or (b1 - 1) * NOISE_ROWS >= max(m, 1) * (b1 > b0)
+            or (seeds.shape[0] > 0 and (seeds.shape[0] < b1 or seeds.shape[1] < seed_words))):
+        raise ValueError("readout: shapes do not match")
 
-    Row by row: the fixed-point noise ``t = A B + K j``; ``v = floor(y + off)``
-    (clipped into 0..pre_hi first) and ``result = ((v + t) >> 7) - BIAS`` as the
-    low byte; then the results whose ``v`` lies outside its column's window (where
-    that is exact) again with the full model in float64 (soft saturation of the
-    mean, rounding, clipping), as ``chipsim.kernel._recompute``; a 32-bit mask per
-    group of 32 columns finds them.
+
+@njit(nogil=True, cache=True)
+def _block(blk, m):
+    """First and end row of noise block ``blk`` of ``m`` rows, and its number of samples."""
+    r0 = blk * NOISE_ROWS
+    r1 = min(r0 + NOISE_ROWS, m)
+    return r0, r1, (r1 - r0) * COLS
+
+
+@njit(nogil=True, cache=True)
+def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_span, scale, base, shift, sat, has_sat,
+                 lo, hi):
+    """Read-out with the ``fast`` noise of noise blocks ``b0..b1-1`` (256 rows each) in 16-bit fixed point.
+
+    Per block: its random words from ``seeds[b]`` (:func:`sfc64_fill`, laid out
+    as :func:`chipsim.noise.binomial_counts` says); then row by row the
+    fixed-point noise ``t = A B + K j``, ``v = floor(y + off)`` (clipped into
+    0..pre_hi first) and ``result = ((v + t) >> 7) - BIAS`` as the low byte;
+    the results whose ``v`` lies outside its column's window (where that is
+    exact) again with the full model in float64 (soft saturation of the mean,
+    rounding, clipping) as :func:`chipsim.kernel.reference` computes them.
 
     Parameters
     ----------
@@ -150,9 +165,10 @@ def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shi
         The matrix product (scaled, without the offsets row).
     off : float32 (256,)
         The offsets row of the plan (scaled offsets + base).
-    raw : uint8 (3, m * 256), or (3, 0) for no noise
-        The block's fresh bytes: binomial bytes 0 and 1, then the dither byte.
+    seeds : uint64 (n_blocks, 48), or (0, 48) for no noise
     out : int8 (m, 256)
+    b0, b1 : int
+        The noise blocks to read out.
     A, K : int32 (256,)
         Fixed-point noise ``A B + K j`` per column.
     pre_hi : float32
@@ -167,42 +183,166 @@ def post_fast(y, off, raw, out, A, K, pre_hi, win_lo, win_span, scale, base, shi
     lo, hi : float64 (256,)
         Result bounds per column.
     """
-    m = y.shape[0]
-    noisy = raw.shape[1] > 0
-    if (y.shape[1] != COLS or out.shape[0] != m or out.shape[1] != COLS or off.size != COLS
-            or (noisy and (raw.shape[0] < 3 or raw.shape[1] < m * COLS))):
-        raise ValueError("post_fast: shapes do not match")
+    noisy = seeds.shape[0] > 0
+    _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
     if win_lo.size != COLS or win_span.size != COLS:
-        raise ValueError("post_fast: shapes do not match")
+        raise ValueError("readout: shapes do not match")
+    m = y.shape[0]
+    words = np.empty(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)
+    raw = words.view(np.uint8)
     t = np.zeros(COLS, dtype=np.int32)
-    zero = np.float32(0.0)
-    for i in range(m):
-        s0 = i * COLS
+    for blk in range(b0, b1):
+        r0, r1, n = _block(blk, m)
         if noisy:
+            sfc64_fill(seeds[blk], words[:n * 3 // 8])
+        # separate views of the three byte planes and of each row let the compiler vectorize the loops
+        byte0, byte1, dither = raw[:n], raw[n:2 * n], raw[2 * n:3 * n]
+        for i in range(r0, r1):
+            s0 = (i - r0) * COLS
+            if noisy:
+                b0_i, b1_i, d_i = byte0[s0:s0 + COLS], byte1[s0:s0 + COLS], dither[s0:s0 + COLS]
+                for c in range(COLS):
+                    nb = np.int32(_popcount(b0_i[c])) + np.int32(_popcount(b1_i[c]))
+                    t[c] = A[c] * nb + K[c] * np.int32(d_i[c])
+            y_i, out_i = y[i], out[i]
+            n_bad = 0
             for c in range(COLS):
-                b = np.int32(_popcount(raw[0, s0 + c])) + np.int32(_popcount(raw[1, s0 + c]))
-                t[c] = A[c] * b + K[c] * np.int32(raw[2, s0 + c])
-        for g in range(0, COLS, _GROUP):
-            bad = np.uint32(0)  # bit j: column g + j lies outside its window
-            for c in range(g, g + _GROUP):
-                f = y[i, c] + off[c]
-                f = f if f > zero else zero
-                f = f if f < pre_hi else pre_hi
-                vi = np.int32(f)  # f >= 0: truncation is floor
-                outside = np.uint32(np.uint32(vi - win_lo[c]) > np.uint32(win_span[c]))  # below wraps around
-                bad |= outside << np.uint32(c - g)
-                out[i, c] = np.int8(((vi + t[c]) >> 7) & 0xFF)  # BIAS is a multiple of 256
-            while bad:  # the full model for the values outside the window, lowest bit first
-                c = g + np.int64(_trailing_zeros(bad))
-                bad &= bad - np.uint32(1)
-                mean = np.float64(y[i, c] + off[c]) / scale - base[c]
-                if has_sat:
-                    e = max(mean - sat[0, c], 0.0)
-                    mean -= e - e / (1 + e / sat[1, c])
-                    e = max(sat[2, c] - mean, 0.0)
-                    mean += e - e / (1 + e / sat[3, c])
-                z = mean + shift[c]
-                if noisy:
-                    z += t[c] / 128.0
-                z = min(max(np.floor(z), lo[c]), hi[c])
-                out[i, c] = np.int8(z)
+                vi = _fixed(y_i[c] + off[c], pre_hi)
+                n_bad += np.uint32(vi - win_lo[c]) > np.uint32(win_span[c])  # below the window wraps around
+                out_i[c] = np.int8(((vi + t[c]) >> 7) & 0xFF)  # BIAS is a multiple of 256
+            if n_bad:  # the full model for the values outside the window
+                for c in range(COLS):
+                    if np.uint32(_fixed(y_i[c] + off[c], pre_hi) - win_lo[c]) > np.uint32(win_span[c]):
+                        mean = np.float64(y_i[c] + off[c]) / scale - base[c]
+                        if has_sat:
+                            mean = soft_saturate(mean, sat[0, c], sat[1, c], sat[2, c], sat[3, c])
+                        z = mean + shift[c]
+                        z += t[c] / 128.0
+                        out_i[c] = np.int8(min(max(np.floor(z), lo[c]), hi[c]))
+
+
+@njit(nogil=True, cache=True)
+def _fixed(f, pre_hi):
+    """``floor(f)`` as int32 after clipping ``f`` (float32) into 0..pre_hi."""
+    f = f if f > np.float32(0.0) else np.float32(0.0)
+    f = f if f < pre_hi else pre_hi
+    return np.int32(f)  # f >= 0: truncation is floor
+
+
+@njit(nogil=True, cache=True)
+def _next_double(state):
+    """A double in [0, 1) from the scalar SFC64 generator ``state`` (uint64 (4,), advanced in place)."""
+    state[0], state[1], state[2], word = _sfc64_step(state[0], state[1], state[2], state[3])
+    state[3] += _ONE
+    return np.float64(word >> _SHIFT_11) * _DOUBLE
+
+
+@njit(nogil=True, cache=True)
+def _next_word(state):
+    state[0], state[1], state[2], word = _sfc64_step(state[0], state[1], state[2], state[3])
+    state[3] += _ONE
+    return word
+
+
+@njit(nogil=True, cache=True)
+def ziggurat_fix(z, state):
+    """A standard normal for a sample whose first 32 bits fell outside the ziggurat's boxes.
+
+    ``z`` (int64) holds those 32 bits; further bits come from the block's spare SFC64
+    generator ``state`` (advanced in place), in the order
+    :func:`chipsim.noise.ziggurat_fix` reads them.
+    """
+    while True:
+        idx = z & 0xFF
+        rabs = z >> 9
+        x = rabs * ZIG_W[idx]
+        neg = (z >> 8) & 1
+        if rabs < ZIG_K[idx]:
+            return -x if neg else x
+        if idx == 0:  # the tail beyond r (Marsaglia's method)
+            while True:
+                xx = -math.log1p(-_next_double(state)) / ZIG_R
+                yy = -math.log1p(-_next_double(state))
+                if yy + yy > xx * xx:
+                    return -(ZIG_R + xx) if neg else ZIG_R + xx
+        if (ZIG_F[idx + 1] - ZIG_F[idx]) * _next_double(state) + ZIG_F[idx] < math.exp(-0.5 * x * x):
+            return -x if neg else x
+        z = np.int64(_next_word(state) & np.uint64(0xFFFFFFFF))
+
+
+@njit(nogil=True, cache=True)
+def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo, hi):
+    """Read-out with the ``gaussian`` noise of noise blocks ``b0..b1-1`` (256 rows each).
+
+    ``result = round(mean + std e)`` (``floor`` if ``round_down``), clipped to
+    ``lo..hi``, with the mean ``y + off`` soft-saturated in float64 and ``e`` a
+    standard normal from the block's words: 32 bits per sample, laid out as
+    :func:`chipsim.noise.gauss_normals` reads them.
+
+    Parameters
+    ----------
+    y : float32 (m, 256)
+    off : float32 (256,)
+    seeds : uint64 (n_blocks, 51), or (0, 51) for no noise
+    out : int8 (m, 256)
+    b0, b1 : int
+    std : float64 (256,)
+    round_down : bool
+    sat : float64 (4, 256)
+    has_sat : bool
+    lo, hi : float64 (256,)
+    """
+    noisy = seeds.shape[0] > 0
+    _check_readout(y, off, out, seeds, b0, b1, 3 * LANES + 3)
+    m = y.shape[0]
+    words = np.empty(NOISE_ROWS * COLS // 2, dtype=np.uint64)
+    half = words.view(np.uint32)
+    e = np.empty(NOISE_ROWS * COLS, dtype=np.float64)
+    bad = np.empty(NOISE_ROWS * COLS, dtype=np.int64)
+    mean = np.zeros(COLS, dtype=np.float64)
+    for blk in range(b0, b1):
+        r0, r1, n = _block(blk, m)
+        if noisy:
+            sfc64_fill(seeds[blk], words[:n // 2])
+            n_bad = _ziggurat_boxes(half[:n], e[:n], bad)
+            if n_bad:
+                _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
+        for i in range(r0, r1):
+            y_i, out_i, e_i = y[i], out[i], e[(i - r0) * COLS:(i - r0 + 1) * COLS]
+            for c in range(COLS):
+                mean[c] = np.float64(y_i[c] + off[c])
+            if has_sat:  # a loop of its own: the others vectorize
+                for c in range(COLS):
+                    mean[c] = soft_saturate(mean[c], sat[0, c], sat[1, c], sat[2, c], sat[3, c])
+            if noisy:
+                for c in range(COLS):
+                    mean[c] += std[c] * e_i[c]
+            for c in range(COLS):
+                v = np.floor(mean[c]) if round_down else np.rint(mean[c])
+                out_i[c] = np.int8(min(max(v, lo[c]), hi[c]))
+
+
+@njit(nogil=True, cache=True)
+def _ziggurat_boxes(half, e, bad):
+    """``e`` = the ziggurat's box sample of every 32-bit word of ``half``; the rejected positions into ``bad``."""
+    for s in range(half.size):
+        z = np.int64(half[s])
+        x = (z >> 9) * ZIG_W[z & 0xFF]
+        e[s] = -x if (z >> 8) & 1 else x
+    n_bad = 0
+    for s in range(half.size):
+        z = np.int64(half[s])
+        bad[n_bad] = s
+        n_bad += (z >> 9) >= ZIG_K[z & 0xFF]
+    return n_bad
+
+
+@njit(nogil=True, cache=True)
+def _ziggurat_rest(half, e, bad, spare_seed):
+    """Finish the rejected samples ``bad`` (in order) with the block's spare generator."""
+    state = np.empty(4, dtype=np.uint64)
+    state[0], state[1], state[2], state[3] = spare_seed[0], spare_seed[1], spare_seed[2], _ONE
+    for _ in range(WARM_UP):
+        _next_word(state)
+    for s in bad:
+        e[s] = ziggurat_fix(np.int64(half[s]), state)

@@ -6,7 +6,11 @@ standard deviation ``s`` (the column's noise std, 1.8 LSB by default). The
 preset's ``noise.method`` chooses the distribution of ``e``:
 
 ``"gaussian"``
-    exact: ``e = s * N(0, 1)``, numpy's ziggurat normal in float32.
+    exact: ``e = s * N(0, 1)``, a standard normal from a 256-layer ziggurat
+    (Marsaglia and Tsang's method, as numpy's own normal but with its own
+    bits): 32 fresh bits per sample (layer, sign, 23-bit abscissa), accepted
+    directly in 99 % of the cases; the rest, and the tail beyond 3.65, draw
+    further words of a spare generator (:func:`gauss_normals`).
 ``"fast"`` (the default)
     a *dithered binomial*: ``e = a (B - 8) + w (U - 1/2)`` with
     ``B ~ Binomial(16, 1/2)`` (the bit count of 16 fresh random bits) and ``U``
@@ -30,9 +34,10 @@ preset's ``noise.method`` chooses the distribution of ``e``:
 
 The stream is one PCG64 generator seeded by ``noise_seed``, read strictly in
 order. Each ``fast`` sample takes 24 fresh bits, laid out per block of 256
-vectors (:func:`binomial_counts`); the bits of one block come from
-:data:`SFC64_LANES` interleaved SFC64 generators seeded by
-:data:`SEED_WORDS` fresh words of the PCG64 stream (:func:`sfc64_words`), so
+vectors (:func:`binomial_counts`), each ``gaussian`` sample 32; the bits of one
+block come from :data:`SFC64_LANES` interleaved SFC64 generators seeded by
+:data:`SEED_WORDS` fresh words of the PCG64 stream (:func:`sfc64_words`; the
+``gaussian`` method takes 3 more for its spare generator), so
 that blocks can be filled by a compiled loop, in any order or thread, with the
 same bits. Results therefore do not depend on how the simulator splits its
 work, and ``run(x2, "both")`` equals ``run(x2[0], 0)`` followed by
@@ -40,6 +45,7 @@ work, and ``run(x2, "both")`` equals ``run(x2[0], 0)`` followed by
 seeded afresh, so the noise of any two calls is independent.
 """
 import logging
+import math
 import os
 
 import numpy as np
@@ -53,24 +59,53 @@ _B_MEAN = 4.0 * BINOMIAL_BYTES
 _B_VAR = 2.0 * BINOMIAL_BYTES
 _U_VAR = (1.0 - DITHER_LEVELS ** -2) / 12.0  #: variance of U (unit width)
 METHODS = ("fast", "gaussian")
+NOISE_ROWS = 256  #: vectors per noise block: fixes the layout of the noise bits in the stream
 SFC64_LANES = 16  #: interleaved SFC64 generators per noise block
 SEED_WORDS = 3 * SFC64_LANES  #: PCG64 words that seed one noise block
 WARM_UP = 12  #: SFC64 outputs discarded after seeding (as numpy does after its own seeding)
+GAUSS_SEED_WORDS = SEED_WORDS + 3  #: PCG64 words that seed one ``gaussian`` noise block (lanes, spare)
+
+
+def _ziggurat_tables(n=256, r=3.6541528853610088, v=4.92867323399e-3, bits=23):
+    """Tables of the 256-layer normal ziggurat (``r``: the base strip's edge, ``v``: each layer's area).
+
+    Layer ``i`` has width ``x[i]`` (layer 0: the base strip with the tail,
+    width ``v / f(r)``); a sample ``rabs * W[i]`` (``rabs`` uniform on
+    ``0..2**bits - 1``) is accepted at once if ``rabs < K[i]``; ``F[i] = f(x[i])``
+    with ``f(x) = exp(-x^2 / 2)``, ``F[n] = 1``.
+    """
+    f = lambda u: np.exp(-0.5 * u * u)  # noqa: E731
+    x = np.zeros(n + 1)
+    x[0], x[1] = v / f(r), r
+    for i in range(1, n - 1):
+        x[i + 1] = np.sqrt(-2.0 * np.log(f(x[i]) + v / x[i]))
+    W = x[:n] / 2.0 ** bits
+    K = np.floor(2.0 ** bits * x[1:] / x[:n]).astype(np.int64)
+    return W, K, f(x), r
+
+
+ZIG_W, ZIG_K, ZIG_F, ZIG_R = _ziggurat_tables()
 
 
 def jit():
-    """The compiled loops (:mod:`chipsim._jit`), or None without numba or with ``BSS2_CHIPSIM_JIT=0``."""
+    """The compiled loops (:mod:`chipsim._jit`), or None with ``BSS2_CHIPSIM_JIT=0`` or an unusable numba.
+
+    ``BSS2_CHIPSIM_JIT=0`` runs the plain numpy reference instead (the same
+    numbers, several times slower): for tests and debugging.
+    """
     if os.environ.get("BSS2_CHIPSIM_JIT", "1") == "0":
         return None
     global _JIT
     if _JIT is None:
         try:
+            if not __name__.startswith("bss2_calib."):
+                # numba keys its cache on the source file: compiled under another module name, the
+                # cache would name modules that the installed package cannot import
+                raise RuntimeError(f"chipsim imported as {__name__!r}, not from the bss2_calib package")
             mod = _load_jit()
-        except ImportError:  # numba missing: the numpy loops compute the same numbers
-            mod = False
-        except RuntimeError as e:  # numba present but unusable (e.g. no writable cache directory)
-            logging.getLogger("chipsim").warning("compiled kernel unavailable (%s); using numpy (same results, "
-                                                 "slower); NUMBA_CACHE_DIR can name a writable cache", e)
+        except RuntimeError as e:  # numba unusable (e.g. no writable cache directory: NUMBA_CACHE_DIR names one)
+            logging.getLogger("chipsim").warning("compiled kernel unavailable (%s); using the numpy reference "
+                                                 "(same results, slower)", e)
             mod = False
         _JIT = mod
     return _JIT or None
@@ -182,30 +217,6 @@ def dither_bytes(raw):
     return raw[:, BINOMIAL_BYTES]
 
 
-def fixed_increment(raw, params, cols, b8, out16):
-    """The fixed-point noise ``A B + k j`` (uint16, shape (samples // cols, cols)).
-
-    ``raw`` as for :func:`binomial_counts`; ``b8`` and ``out16`` are buffers of
-    at least ``samples`` elements; ``samples`` is a multiple of ``cols``.
-    """
-    shape = raw.shape[0], raw.shape[2]
-    n = shape[0] * shape[1]
-    b = binomial_counts(raw, b8[:n].reshape(shape)).reshape(-1, cols)
-    j = dither_bytes(raw)
-    t = out16[:n].reshape(-1, cols)
-    if params.uniform:
-        A, k = params.A[0], params.k[0]
-        np.multiply(b, np.uint16(A), out=t)
-        if k == 1:
-            np.add(t.reshape(shape), j, out=t.reshape(shape))
-        elif k:
-            t += np.multiply(j, np.uint16(k), dtype=np.uint16).reshape(-1, cols)
-    else:
-        np.multiply(b, params.A.astype(np.uint16), out=t)
-        t += np.multiply(np.ascontiguousarray(j).reshape(-1, cols), params.k.astype(np.uint16), dtype=np.uint16)
-    return t
-
-
 def float_increment(raw, params, cols):
     """``a B + w j / 256`` in LSB (float32, shape (samples // cols, cols))."""
     b = binomial_counts(raw).reshape(-1, cols)
@@ -237,6 +248,59 @@ def sfc64_words(seed, n, bit_generator=None):
     return out.reshape(-1)
 
 
+def ziggurat_fix(z, spare):
+    """A standard normal for a sample whose first 32 bits ``z`` fell outside the ziggurat's boxes.
+
+    Further bits come from ``spare`` (an ``np.random.SFC64``), one word per
+    uniform double or per fresh 32-bit draw: the plain version of
+    :func:`chipsim._jit.ziggurat_fix`, which reads the same words in the same order.
+    """
+    def uniform():
+        return float(int(spare.random_raw()) >> 11) * 2.0 ** -53
+
+    while True:
+        idx, rabs, neg = z & 0xFF, z >> 9, (z >> 8) & 1
+        x = rabs * float(ZIG_W[idx])
+        if rabs < ZIG_K[idx]:
+            return -x if neg else x
+        if idx == 0:  # the tail beyond r (Marsaglia's method)
+            while True:
+                xx = -math.log1p(-uniform()) / ZIG_R
+                yy = -math.log1p(-uniform())
+                if yy + yy > xx * xx:
+                    return -(ZIG_R + xx) if neg else ZIG_R + xx
+        if (float(ZIG_F[idx + 1]) - float(ZIG_F[idx])) * uniform() + float(ZIG_F[idx]) < math.exp(-0.5 * x * x):
+            return -x if neg else x
+        z = int(spare.random_raw()) & 0xFFFFFFFF
+
+
+def gauss_normals(seed, n, bit_generator=None):
+    """``n`` standard normals (float64) of one ``gaussian`` noise block seeded by ``seed``.
+
+    Sample ``s`` takes the 32-bit half ``s`` of the block's words
+    (:func:`sfc64_words` of ``seed[:SEED_WORDS]``, low half first): bits 0-7
+    choose the ziggurat layer, bit 8 the sign, bits 9-31 the abscissa. The
+    samples outside the layer's box (about 1 %) are finished by
+    :func:`ziggurat_fix` in sample order, reading a spare SFC64 generator
+    seeded by ``seed[SEED_WORDS:]`` (state ``(s0, s1, s2, 1)``, :data:`WARM_UP`
+    outputs discarded). The plain version of :func:`chipsim._jit.readout_gauss`'s draw.
+    """
+    z = sfc64_words(seed, n // 2, bit_generator).view(np.uint32).astype(np.int64)
+    idx, rabs = z & 0xFF, z >> 9
+    e = rabs * ZIG_W[idx]
+    np.negative(e, out=e, where=((z >> 8) & 1).astype(bool))
+    bad = np.flatnonzero(rabs >= ZIG_K[idx])
+    if bad.size:
+        spare = np.random.SFC64(0)
+        spare.state = {"bit_generator": "SFC64", "state": {"state": np.array([*seed[SEED_WORDS:SEED_WORDS + 3], 1],
+                                                                             dtype=np.uint64)},
+                       "has_uint32": 0, "uinteger": 0}
+        spare.random_raw(WARM_UP)
+        for s in bad:
+            e[s] = ziggurat_fix(int(z[s]), spare)
+    return e
+
+
 class NoiseStream:
     """The chip's one trial-to-trial random stream (PCG64, seeded by ``noise_seed``).
 
@@ -250,9 +314,9 @@ class NoiseStream:
         self._bg = self.rng.bit_generator
         self._sfc = np.random.SFC64(0)
 
-    def seeds(self, n_blocks):
-        """The next ``n_blocks`` block seeds, uint64 of shape (n_blocks, SEED_WORDS)."""
-        return self._bg.random_raw(n_blocks * SEED_WORDS).reshape(n_blocks, SEED_WORDS)
+    def seeds(self, n_blocks, words=SEED_WORDS):
+        """The next ``n_blocks`` block seeds, uint64 of shape (n_blocks, words)."""
+        return self._bg.random_raw(n_blocks * words).reshape(n_blocks, words)
 
     def raw_blocks(self, n_blocks, samples):
         """Fresh bytes for ``n_blocks`` blocks of ``samples`` fast samples (a multiple of 128).

@@ -30,6 +30,34 @@ KNEE_LO, RAIL_LO = 0.40, 0.32
 TRIM_STEPS_PER_CODE = 0.08  #: driver comparator trim, activation steps per DAC code
 
 
+def soft_saturate(v, knee_hi, sat_hi, knee_lo, sat_lo):
+    """The membrane's soft saturation of a mean result ``v`` (LSB): the one copy of the formula.
+
+    Beyond a knee the excess ``d`` is compressed to ``d / (1 + d / sat)``, which
+    approaches the rail ``knee + sat`` (and likewise below ``knee_lo``). The
+    kernel's reference and the truth call it on arrays (float64; the
+    parameters broadcast against ``v``); :mod:`chipsim._jit` compiles this same
+    function for its loops (numba, on scalars), with the same operations in
+    the same order: the same bits.
+
+    Parameters
+    ----------
+    v : float or ndarray of float64
+        Mean result, LSB relative to the baseline.
+    knee_hi, sat_hi, knee_lo, sat_lo : float or ndarray of float64
+        Upper knee and the distance from it to the upper rail, lower knee and
+        the distance from it to the lower rail (``sat_* >= 1``), LSB.
+
+    Returns
+    -------
+    float or ndarray of float64
+    """
+    d = np.maximum(v - knee_hi, 0.0)
+    v = v - (d - d / (1.0 + d / sat_hi))
+    d = np.maximum(knee_lo - v, 0.0)
+    return v + (d - d / (1.0 + d / sat_lo))
+
+
 def capmem_shape(code, kappa):
     """Mildly non-linear, monotone shape of a CapMem cell, 0 at code 0, 1 at 1022."""
     u = np.asarray(code, dtype=np.float64) / 1022.0

@@ -6,6 +6,7 @@ Code under ``calib/`` and ``infer/`` must not import this module or touch
 import numpy as np
 
 from .geometry import COLS, ROWS, check_hemisphere
+from .physics import soft_saturate
 
 
 class Truth:
@@ -50,10 +51,7 @@ class Truth:
         y = pulses @ w_eff + t.offset(h, num_sends, wait_between_events)
         if saturate and self._chip.preset["nonideal"]["soft_saturation"]:
             sl = slice(h * COLS, (h + 1) * COLS)
-            d = np.maximum(y - t.knee_hi[sl], 0)
-            y = y - d + d / (1 + d / t.sat_hi[sl])
-            d = np.maximum(t.knee_lo[sl] - y, 0)
-            y = y + d - d / (1 + d / t.sat_lo[sl])
+            y = soft_saturate(y, t.knee_hi[sl], t.sat_hi[sl], t.knee_lo[sl], t.sat_lo[sl])
         return y
 
     def pulse_table(self, hemisphere=0, wait_between_events=5):

@@ -157,8 +157,8 @@ def test_the_numpy_path_imports_neither_torch_nor_calib():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np, infer; from chipsim import Chip; "
+    code = ("import sys, numpy as np; from bss2_calib import infer; from bss2_calib.chipsim import Chip; "
             "infer.Engine(Chip(0, 'noiseless')).matmul(np.ones((1, 3), int), np.ones((3, 2), int)); "
-            "print(sorted(m for m in ('torch', 'calib') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'bss2_calib.calib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
