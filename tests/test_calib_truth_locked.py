@@ -9,7 +9,7 @@ from bss2_calib import calib
 
 CALIB = Path(calib.__file__).resolve().parent
 #: the reports engineer's modules live in calib/ too but are not the calibration
-OTHERS = {"characterize", "characterize.py", "report", "report.py", "plots", "plots.py"}
+OTHERS = {"characterize", "report"}
 
 
 def _calibration_sources():

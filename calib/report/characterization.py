@@ -1,21 +1,18 @@
-"""Report figures of a characterization (called by :func:`calib.report.write_report`).
+"""Report figures of a characterization.
 
-Each function gets the plotting module (:mod:`calib.plots`) passed in, so
-that importing this module never imports matplotlib.
+Imports matplotlib (through :mod:`calib.report.plots`): import it lazily,
+as :func:`calib.report.write_report` does.
 """
 import numpy as np
 
-from .detect import NOISY_RATIO
-from .result import FAULT_KINDS, state_tables
+from ..characterize.detect import NOISY_RATIO
+from ..characterize.result import FAULT_KINDS, residual_by_level, state_tables
+from . import plots as P
+from .summary import label, states_of
 
 
-def states_of(art):
-    """Names of the characterized states, in measurement order."""
-    return [s["name"] for s in art.manifest.get("states", [])] or ["uncalibrated"]
-
-
-def figures(art, P, lab):
-    """Figures of a characterization ``art`` titled with ``lab``.
+def figures(art):
+    """Figures of a characterization ``art``.
 
     Returns
     -------
@@ -25,6 +22,7 @@ def figures(art, P, lab):
     """
     figs, missing = [], []
     t = art.tables
+    lab = label(art)
     states = states_of(art)
     last = states[-1]
     sts = {s: state_tables(t, s) for s in states}
@@ -45,10 +43,13 @@ def figures(art, P, lab):
                               for s in states},
                    "flagged": {f"dead/failed ({last})": sts[last]["driver_summary"].loc[
                        ~sts[last]["driver_summary"]["success"], "amplitude_lsb_per_send"]}})
-    figs.append(("neuron_driver_histograms",
-                 f"Distributions of per-neuron gains and offsets and per-driver amplitudes{ba}. Red marks: failed "
-                 "or faulty instances (not in the histograms).",
-                 P.histograms(panels, f"{lab}: neuron gains, offsets and driver amplitudes{ba}")))
+    if P.with_data(panels):
+        figs.append(("neuron_driver_histograms",
+                     f"Distributions of per-neuron gains and offsets and per-driver amplitudes{ba}. Red marks: failed "
+                     "or faulty instances (not in the histograms).",
+                     P.histograms(panels, f"{lab}: neuron gains, offsets and driver amplitudes{ba}")))
+    else:
+        missing.append("neuron_driver_histograms: no neuron or driver with a successful fit")
 
     sg = sts[last]["synapse_gain"]
     maps_abs, maps_rel = [], []
@@ -59,6 +60,9 @@ def figures(art, P, lab):
             a = sub[f"gain_{sign}_lsb_per_unit"].to_numpy(float).reshape(len(rows), 256)
             r = sub[f"rel_{sign}"].to_numpy(float).reshape(len(rows), 256)
             fl = (sub[f"stuck_zero_{sign}"] | sub[f"stuck_max_{sign}"]).to_numpy(bool).reshape(len(rows), 256)
+            stuck = sub[["stuck_zero_exc", "stuck_max_exc", "stuck_zero_inh", "stuck_max_inh"]].any(axis=1)
+            unmeasurable = (~sub["success"] & ~stuck).to_numpy(bool).reshape(len(rows), 256)
+            a = np.where(unmeasurable, np.nan, a)  # on a dead driver or neuron: grey, not a gain of 0
             kk, jj = np.nonzero(fl)
             name = "excitatory" if sign == "exc" else "inhibitory"
             ylabel = "row (driver within hemisphere)" if len(rows) == 128 else f"probed row index ({len(rows)} rows)"
@@ -97,14 +101,16 @@ def figures(art, P, lab):
 
     per_col = {s: sts[s]["column_summary"].loc[~sts[s]["column_summary"]["dead"], "noise_lsb"] for s in states}
     noisy = cs.loc[cs["noisy"], "noise_lsb"]
-    thr = None
-    if len(per_col[last]):
-        thr = NOISY_RATIO * float(np.median(per_col[last]))
-    figs.append(("noise",
-                 "Trial-to-trial noise: per column at zero input (left; red: columns reported noisy) and against the "
-                 "output level (right; from the repeated transfer-curve reads, dead and noisy columns excluded).",
-                 P.noise(per_col, {s: sts[s]["noise_level"] for s in states},
-                         f"{lab}: trial-to-trial noise", flagged=noisy.to_numpy(), threshold=thr)))
+    if np.isfinite(per_col[last].to_numpy(float)).any():
+        thr = NOISY_RATIO * float(np.nanmedian(per_col[last]))
+        levels = {s: sts[s]["noise_level"] for s in states if len(sts[s]["noise_level"])}
+        right = ("against the output level (right; from the repeated transfer-curve reads, dead and noisy columns "
+                 "excluded)" if levels else "along the chip (right)")
+        figs.append(("noise",
+                     f"Trial-to-trial noise: per column at zero input (left; red: columns reported noisy) and {right}.",
+                     P.noise(per_col, levels, f"{lab}: trial-to-trial noise", flagged=noisy, threshold=thr)))
+    else:
+        missing.append("noise: no live column")
 
     target = float(art.manifest.get("conditions", {}).get("target_gain_lsb_per_unit", 0.002))
     series = {s: residual_by_level(sts[s], target) for s in states}
@@ -129,7 +135,7 @@ def figures(art, P, lab):
 
     figs.append(("faults", "Failed and faulty instances: neuron and driver status maps, stuck synapses per column, "
                            "and counts by kind (evidence in the fault table).",
-                 _fault_fig(P, sts[last], f"{lab}: failed and faulty instances ({last})")))
+                 _fault_fig(sts[last], f"{lab}: failed and faulty instances ({last})")))
     return figs, missing
 
 
@@ -143,51 +149,7 @@ def _curve(cs, tr, n):
             "saturation": (c["sat_lo_lsb"], c["sat_hi_lsb"])}
 
 
-def residual_by_level(st, target, bin_lsb=10.0):
-    """Residual (corrected output if present, else output, minus target x sum(x*w)) binned by ideal output.
-
-    Parameters
-    ----------
-    st : dict of DataFrame
-        The tables of one state (:func:`calib.characterize.result.state_tables`).
-    target : float
-        Target gain, LSB per unit of sum(x*w) per send.
-    bin_lsb : float, default=10.0
-
-    Returns
-    -------
-    dict of ndarray or None
-        ``level`` (bin centres), ``median``, ``q25``, ``q75``, ``rms`` over the successful columns
-        (LSB); None without data.
-    """
-    cs, tr = st["column_summary"], st["column_transfer"]
-    ok = cs.index[cs["success"]]
-    d = tr[tr.index.get_level_values("neuron").isin(ok)]
-    if not len(d):
-        return None
-    s = d.index.get_level_values("sum_xw").to_numpy(float)
-    y = d["corrected_lsb"].to_numpy(float)
-    if not np.isfinite(y).any():
-        y = d["output_mean_lsb"].to_numpy(float)
-    ideal = target * s
-    keep = np.isfinite(y) & (ideal >= -128) & (ideal <= 127)
-    ideal, res = ideal[keep], (y - ideal)[keep]
-    edges = np.arange(-130.0, 131.0, bin_lsb)
-    which = np.digitize(ideal, edges) - 1
-    out = {k: [] for k in ("level", "median", "q25", "q75", "rms")}
-    for b in range(len(edges) - 1):
-        v = res[which == b]
-        if v.size:
-            out["level"].append(0.5 * (edges[b] + edges[b + 1]))
-            q25, q50, q75 = np.percentile(v, [25, 50, 75])
-            out["median"].append(q50)
-            out["q25"].append(q25)
-            out["q75"].append(q75)
-            out["rms"].append(float(np.sqrt(np.mean(v ** 2))))
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
-def _fault_fig(P, st, title):
+def _fault_fig(st, title):
     cs, ds, fl = st["column_summary"], st["driver_summary"], st["faults"]
     ns = np.zeros(512, dtype=int)
     ns[~cs["success"].to_numpy(bool)] = 1

@@ -3,7 +3,8 @@
 Every function takes plain arrays or DataFrames and returns a
 :class:`matplotlib.figure.Figure` attached to an Agg canvas: no pyplot, no
 global state, no display. This module imports matplotlib at import time, so
-import it lazily (``calib.report`` does); ``import calib`` never loads it.
+import it lazily (:func:`calib.report.write_report` does); neither
+``import calib`` nor ``import calib.report`` loads it.
 
 Colour maps are perceptually uniform (``cividis`` for magnitudes, ``RdBu_r``
 only for signed deviations around zero); category colours are fixed below.
@@ -14,6 +15,7 @@ from matplotlib import cm as mcm
 from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: colours of the characterized states and of highlighted faults
 STATE_COLORS = {"uncalibrated": "#7a5195", "calibrated": "#2a9d8f", "before": "#7a5195", "after": "#2a9d8f"}
@@ -50,6 +52,22 @@ def _note(ax, text):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
+def _integer_ticks(axis, nbins="auto"):
+    """Ticks at whole numbers only (counts, codes)."""
+    axis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
+
+
+def axis_label(quantity, unit=None):
+    """``quantity (unit)``; the unit is left out when it is missing or dimensionless (``"1"``)."""
+    unit = "" if unit is None else str(unit).strip()
+    return quantity if unit in ("", "1", "?") else f"{quantity} ({unit})"
+
+
+def with_data(panels):
+    """The histogram panels (see :func:`histograms`) that have at least one finite value to draw."""
+    return [p for p in panels if any(_finite(v).size for v in p["series"].values())]
+
+
 def histograms(panels, title):
     """Overlaid step histograms, one panel per quantity.
 
@@ -59,8 +77,17 @@ def histograms(panels, title):
         Each with ``title``, ``xlabel``, ``series`` ({label: values}) and
         optionally ``flagged`` ({label: values} drawn as red rug marks:
         failed or faulty instances) and ``vlines`` ([(x, text)]).
+        Panels without data are left out (see :func:`with_data`).
     title : str
+
+    Raises
+    ------
+    ValueError
+        No panel has data.
     """
+    panels = with_data(panels)
+    if not panels:
+        raise ValueError("histograms: no panel has data")
     n = len(panels)
     ncol = 2 if n > 1 else 1
     nrow = int(np.ceil(n / ncol))
@@ -68,35 +95,32 @@ def histograms(panels, title):
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     for ax, p in zip(axes, panels):
         allv = [_finite(v) for v in p["series"].values()]
-        allv = [v for v in allv if v.size]
-        if not allv:
-            _note(ax, "no data")
-        else:
-            lo, hi = np.percentile(np.concatenate(allv), [0.5, 99.5])
-            if lo == hi:
-                lo, hi = lo - 0.5, hi + 0.5
-            bins = np.linspace(lo, hi, 41)
-            for k, (label, v) in enumerate(p["series"].items()):
-                v = _finite(v)
-                if v.size:
-                    ax.hist(np.clip(v, lo, hi), bins=bins, histtype="step", lw=1.8, color=_color(label, k),
-                            label=f"{label} (n={v.size}, median {np.median(v):.4g}, std {np.std(v):.3g})")
-            for label, v in (p.get("flagged") or {}).items():
-                v = _finite(v)
-                if v.size:
-                    out = int(np.sum((v < lo) | (v > hi)))
-                    note = f", {out} beyond the axis drawn at its edge" if out else ""
-                    ax.plot(np.clip(v, lo, hi), np.zeros_like(v), "|", ms=14, mew=2, color=FAULT_COLOR,
-                            label=f"{label} ({v.size}{note})")
-            for x, text in p.get("vlines", []):
-                ax.axvline(x, color="0.3", ls="--", lw=1)
-                ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), ha="left", va="bottom", fontsize=7,
-                            xytext=(3, 3), textcoords="offset points", color="0.3", rotation=90)
-            ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # headroom: the legend sits above the bars
-            _legend(ax, fontsize=7, loc="upper right")
+        lo, hi = np.percentile(np.concatenate(allv), [0.5, 99.5])
+        if lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = np.linspace(lo, hi, 41)
+        for k, (label, v) in enumerate(p["series"].items()):
+            v = _finite(v)
+            if v.size:
+                ax.hist(np.clip(v, lo, hi), bins=bins, histtype="step", lw=1.8, color=_color(label, k),
+                        label=f"{label} (n={v.size}, median {np.median(v):.4g}, std {np.std(v):.3g})")
+        for label, v in (p.get("flagged") or {}).items():
+            v = _finite(v)
+            if v.size:
+                out = int(np.sum((v < lo) | (v > hi)))
+                note = f", {out} beyond the axis drawn at its edge" if out else ""
+                ax.plot(np.clip(v, lo, hi), np.zeros_like(v), "|", ms=14, mew=2, color=FAULT_COLOR,
+                        label=f"{label} ({v.size}{note})")
+        for x, text in p.get("vlines", []):
+            ax.axvline(x, color="0.3", ls="--", lw=1)
+            ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), ha="left", va="bottom", fontsize=7,
+                        xytext=(3, 3), textcoords="offset points", color="0.3", rotation=90)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # headroom: the legend sits above the bars
+        _legend(ax, fontsize=7, loc="upper right")
         ax.set_title(p["title"], fontsize=10)
         ax.set_xlabel(p["xlabel"])
         ax.set_ylabel("count")
+        _integer_ticks(ax.yaxis)
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.suptitle(title)
@@ -114,14 +138,18 @@ def heatmaps(maps, title, cbar_label, *, cmap=MAP_CMAP, symmetric=False, limits=
     symmetric : bool
         Colour limits symmetric around 0 (diverging maps).
     limits : (float, float) or None
-        Colour limits; None takes the 1st and 99th percentiles.
+        Colour limits; None takes the 1st and 99th percentiles of the
+        entries that are not marked (faulty entries would wash out the
+        scale); values beyond the limits get the end colours (the colour
+        bar's arrows).
     """
     n = len(maps)
     ncol = 2 if n > 1 else 1
     nrow = int(np.ceil(n / ncol))
     fig = new_figure((11.0, 3.3 * nrow + 0.8))
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
-    vals = np.concatenate([_finite(m["data"]) for m in maps]) if maps else np.zeros(0)
+    vals = np.concatenate([_finite(_unmarked(m)) for m in maps]) if maps else np.zeros(0)
+    allv = np.concatenate([_finite(m["data"]) for m in maps]) if maps else np.zeros(0)
     if limits is None:
         if vals.size:
             lo, hi = np.percentile(vals, [1, 99])
@@ -147,9 +175,20 @@ def heatmaps(maps, title, cbar_label, *, cmap=MAP_CMAP, symmetric=False, limits=
     for ax in axes[n:]:
         ax.set_visible(False)
     if im is not None:
-        fig.colorbar(im, ax=axes[:n].tolist(), label=cbar_label, shrink=0.9)
+        below, above = bool((allv < limits[0]).any()), bool((allv > limits[1]).any())
+        extend = {(False, False): "neither", (True, False): "min", (False, True): "max"}.get((below, above), "both")
+        fig.colorbar(im, ax=axes[:n].tolist(), label=cbar_label, shrink=0.9, extend=extend)
     fig.suptitle(title)
     return fig
+
+
+def _unmarked(m):
+    """The map's values with the marked (faulty) entries left out."""
+    d = np.asarray(m["data"], dtype=np.float64)
+    rows, cols = m.get("marks", (np.zeros(0, int), np.zeros(0, int)))
+    keep = np.ones(d.shape, dtype=bool)
+    keep[np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)] = False
+    return d[keep]
 
 
 def transfer_curves(groups, title, xlabel="sum(x·w) per send (weight units x activation steps)"):
@@ -166,8 +205,6 @@ def transfer_curves(groups, title, xlabel="sum(x·w) per send (weight units x ac
     axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)).ravel()
     cmap = matplotlib.colormaps["viridis"]
     for ax, (ptitle, curves) in zip(axes, groups):
-        if not curves:
-            _note(ax, "no columns")
         for k, c in enumerate(curves):
             col = cmap(0.1 + 0.75 * k / max(len(curves) - 1, 1))
             s = np.asarray(c["sum_xw"], dtype=np.float64)
@@ -191,52 +228,83 @@ def transfer_curves(groups, title, xlabel="sum(x·w) per send (weight units x ac
 
 
 def noise(per_column, levels, title, flagged=None, threshold=None):
-    """Noise histogram (left) and noise against output level (right).
+    """Noise per column: its histogram (left) and, right, its dependence on the output level or its place on the chip.
 
     Parameters
     ----------
-    per_column : dict of label to array
-        Trial-to-trial noise of every column (LSB).
+    per_column : dict of label to pandas.Series or array
+        Trial-to-trial noise of every column (LSB); a Series is indexed by
+        neuron (0-511), an array is in neuron order.
     levels : dict of label to DataFrame
         ``noise_level`` tables (index ``output_lsb``; median and q10/q90).
-    flagged : array or None
+        Empty (a calibration artifact has none): the right panel shows the
+        noise of every neuron along the chip instead.
+    flagged : pandas.Series, array or None
         Noise of the columns reported noisy (drawn red).
     threshold : float or None
         The noisy-neuron limit (LSB).
+
+    Raises
+    ------
+    ValueError
+        No finite noise value to draw.
     """
+    allv = np.concatenate([_finite(v) for v in per_column.values()]) if per_column else np.zeros(0)
+    if not allv.size:
+        raise ValueError("noise: no per-column noise to draw")
     fig = new_figure((11.0, 4.6))
     ax1, ax2 = fig.subplots(1, 2)
-    allv = np.concatenate([_finite(v) for v in per_column.values()]) if per_column else np.zeros(0)
-    if allv.size:
-        bins = np.linspace(max(allv.min() - 0.2, 0.0), allv.max() + 0.2, 60)
-        for k, (label, v) in enumerate(per_column.items()):
-            v = _finite(v)
-            ax1.hist(v, bins=bins, histtype="step", lw=1.8, color=_color(label, k),
-                     label=f"{label}: median {np.median(v):.2f} LSB")
-        if flagged is not None and len(flagged):
-            ax1.hist(_finite(flagged), bins=bins, color=FAULT_COLOR, alpha=0.8, label=f"noisy neurons ({len(flagged)})")
-        if threshold is not None and np.isfinite(threshold):
-            ax1.axvline(threshold, color="0.3", ls="--", lw=1, label=f"noisy limit {threshold:.2f} LSB")
-        ax1.set_yscale("log")
-        _legend(ax1, fontsize=7)
-    else:
-        _note(ax1, "no data")
+    bins = np.linspace(max(allv.min() - 0.2, 0.0), allv.max() + 0.2, 60)
+    for k, (label, v) in enumerate(per_column.items()):
+        v = _finite(v)
+        ax1.hist(v, bins=bins, histtype="step", lw=1.8, color=_color(label, k),
+                 label=f"{label}: median {np.median(v):.2f} LSB")
+    n_flagged = 0 if flagged is None else _finite(flagged).size
+    if n_flagged:
+        ax1.hist(_finite(flagged), bins=bins, color=FAULT_COLOR, alpha=0.8, label=f"noisy neurons ({n_flagged})")
+    has_threshold = threshold is not None and np.isfinite(threshold)
+    if has_threshold:
+        ax1.axvline(threshold, color="0.3", ls="--", lw=1, label=f"noisy limit {threshold:.2f} LSB")
+    ax1.set_yscale("log")
+    _legend(ax1, fontsize=7)
     ax1.set_xlabel("trial-to-trial noise at zero input (LSB std)")
     ax1.set_ylabel("columns")
     ax1.set_title("noise per column", fontsize=10)
-    for k, (label, df) in enumerate(levels.items()):
-        x = df.index.get_level_values("output_lsb").to_numpy(float)
-        col = _color(label, k)
-        ax2.fill_between(x, df["noise_q10_lsb"], df["noise_q90_lsb"], color=col, alpha=0.2)
-        ax2.plot(x, df["noise_median_lsb"], "o-", ms=3, color=col, label=f"{label}: median (band 10-90 %)")
-    if not levels:
-        _note(ax2, "no data")
-    ax2.set_xlabel("mean output level (LSB)")
-    ax2.set_ylabel("noise (LSB std over repeats)")
-    ax2.set_title("noise against output level", fontsize=10)
+    if levels:
+        for k, (label, df) in enumerate(levels.items()):
+            x = df.index.get_level_values("output_lsb").to_numpy(float)
+            col = _color(label, k)
+            ax2.fill_between(x, df["noise_q10_lsb"], df["noise_q90_lsb"], color=col, alpha=0.2)
+            ax2.plot(x, df["noise_median_lsb"], "o-", ms=3, color=col, label=f"{label}: median (band 10-90 %)")
+        ax2.set_xlabel("mean output level (LSB)")
+        ax2.set_ylabel("noise (LSB std over repeats)")
+        ax2.set_title("noise against output level", fontsize=10)
+    else:
+        for k, (label, v) in enumerate(per_column.items()):
+            x, y = _by_neuron(v)
+            ax2.plot(x, y, ".", ms=3, color=_color(label, k), label=label)
+        if n_flagged:
+            x, y = _by_neuron(flagged)
+            ax2.plot(x, y, "o", ms=6, mfc="none", mec=FAULT_COLOR, mew=1.2, label=f"noisy neurons ({n_flagged})")
+        if has_threshold:
+            ax2.axhline(threshold, color="0.3", ls="--", lw=1)
+        ax2.axvline(255.5, color="0.6", lw=0.8)
+        ax2.set_xlim(-4, 515)
+        ax2.set_xlabel("neuron (0-255: hemisphere 0, 256-511: hemisphere 1)")
+        _integer_ticks(ax2.xaxis)
+        ax2.set_ylabel("noise at zero input (LSB std)")
+        ax2.set_title("noise along the chip", fontsize=10)
     _legend(ax2, fontsize=7)
     fig.suptitle(title)
     return fig
+
+
+def _by_neuron(v):
+    """(neuron, value) of the finite entries of a Series indexed by neuron, or of an array in neuron order."""
+    x = np.asarray(v.index if hasattr(v, "index") else np.arange(len(v)), dtype=np.float64)
+    y = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(y)
+    return x[ok], y[ok]
 
 
 def residuals(series, title):
@@ -258,8 +326,6 @@ def residuals(series, title):
         ax.set_xlabel("ideal output, target gain x sum(x·w) (LSB)")
         ax.axhline(0, color="0.6", lw=0.6)
         _legend(ax, fontsize=7)
-        if not series:
-            _note(ax, "no data")
     ax1.set_ylabel("residual: output - ideal (LSB)")
     ax1.set_title("signed residual over columns", fontsize=10)
     ax2.set_ylabel("RMS residual over columns (LSB)")
@@ -284,47 +350,58 @@ def fault_overview(neuron_status, driver_status, synapse_counts, kind_counts, ti
         Index into :data:`NEURON_STATUS` per hemisphere and column.
     driver_status : ndarray of int, shape (2, 128)
         Index into :data:`DRIVER_STATUS`.
-    synapse_counts : ndarray of int, shape (2, 256)
-        Faulty synapses per column.
-    synapse_title : str
-        Title of the synapse panel.
+    synapse_counts : ndarray of int, shape (2, 256), or None
+        Faulty synapses per column; None (not measured) or all zero leaves
+        the panel out (the counts by kind still say how many there are).
     kind_counts : dict of str to int
         Faults per kind.
+    synapse_title : str
+        Title of the synapse panel.
     """
-    fig = new_figure((11.0, 6.4))
-    gs = fig.add_gridspec(3, 2, height_ratios=[1, 1, 1.4], width_ratios=[3, 1.3])
+    cnt = None if synapse_counts is None else np.asarray(synapse_counts)
+    show_synapses = cnt is not None and cnt.any()
+    fig = new_figure((11.0, 6.4 if show_synapses else 4.6))
+    gs = fig.add_gridspec(3 if show_synapses else 2, 2, height_ratios=[1, 1, 1.4] if show_synapses else [1, 1],
+                          width_ratios=[3, 1.3])
     cmap = mcolors.ListedColormap(_STATUS_COLORS)
+    ns = np.asarray(neuron_status)
     ax = fig.add_subplot(gs[0, 0])
-    ax.imshow(np.asarray(neuron_status), cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    ax.imshow(ns, cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
     ax.set_yticks([0, 1], ["h0", "h1"])
     ax.set_xlabel("column (neuron within hemisphere)")
-    ax.set_title("neurons: " + ", ".join(f"{name} = {c}" for name, c in zip(NEURON_STATUS, ("green", "yellow",
-                                                                                            "orange", "red"))),
-                 fontsize=9)
+    ax.set_title(f"{ns.size} neurons: " + ", ".join(
+        f"{int((ns == k).sum())} {name} ({c})"
+        for k, (name, c) in enumerate(zip(NEURON_STATUS, ("green", "yellow", "orange", "red")))), fontsize=9)
     ax = fig.add_subplot(gs[1, 0])
     ds = np.asarray(driver_status)
-    ds_col = np.where(ds == 2, 3, ds)
-    ax.imshow(ds_col, cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    ax.imshow(np.where(ds == 2, 3, ds), cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
     ax.set_yticks([0, 1], ["h0", "h1"])
     ax.set_xlabel("row (driver within hemisphere)")
-    ax.set_title("drivers: ok = green, failed fit = yellow, dead = red", fontsize=9)
-    ax = fig.add_subplot(gs[2, 0])
-    cnt = np.asarray(synapse_counts)
-    for h in range(cnt.shape[0]):
-        ax.bar(np.arange(cnt.shape[1]), cnt[h], width=1.0, alpha=0.8, color=OTHER_COLORS[h], label=f"hemisphere {h}")
-    ax.set_xlabel("column (neuron within hemisphere)")
-    ax.set_ylabel("faulty synapses")
-    ax.set_title(synapse_title, fontsize=9)
-    _legend(ax, fontsize=7)
+    ax.set_title(f"{ds.size} drivers: " + ", ".join(
+        f"{int((ds == k).sum())} {name} ({c})" for k, (name, c) in enumerate(zip(DRIVER_STATUS,
+                                                                                ("green", "yellow", "red")))),
+                 fontsize=9)
+    if show_synapses:
+        ax = fig.add_subplot(gs[2, 0])
+        for h in range(cnt.shape[0]):
+            ax.bar(np.arange(cnt.shape[1]), cnt[h], width=1.0, alpha=0.8, color=OTHER_COLORS[h],
+                   label=f"hemisphere {h} ({int(cnt[h].sum())})")
+        ax.set_xlabel("column (neuron within hemisphere)")
+        ax.set_ylabel("faulty synapses")
+        _integer_ticks(ax.yaxis)
+        ax.set_title(synapse_title, fontsize=9)
+        _legend(ax, fontsize=7)
     ax = fig.add_subplot(gs[:, 1])
     names = list(kind_counts)
-    ax.barh(np.arange(len(names)), [kind_counts[k] for k in names], color=FAULT_COLOR)
-    for k, name in enumerate(names):
-        ax.annotate(str(kind_counts[name]), (kind_counts[name], k), xytext=(3, 0), textcoords="offset points",
-                    va="center", fontsize=8)
+    values = [int(kind_counts[k]) for k in names]
+    ax.barh(np.arange(len(names)), values, color=FAULT_COLOR)
+    for k, v in enumerate(values):
+        ax.annotate(str(v), (v, k), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(np.arange(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
+    ax.set_xlim(0, 1.15 * max(values + [1]))  # room for the numbers; a count axis starts at 0
+    _integer_ticks(ax.xaxis, nbins=4)
     ax.set_xlabel("count")
-    ax.set_title("count by kind", fontsize=9)
+    ax.set_title("count by kind" + (": none found" if not any(values) else ""), fontsize=9)
     fig.suptitle(title)
     return fig
 
@@ -361,6 +438,7 @@ def driver_curves(pulse, dead, title, ylabel="effective activation (nominal step
         ax2.plot(lowx, pulse[d, 1:6] - lowx * pulse[d, -1] / x[-1], "-", lw=0.5, alpha=0.5, color=cmap(norm(amp[d])))
     ax2.axhline(0, color="k", ls="--", lw=1)
     ax2.set_xlabel("activation code x")
+    _integer_ticks(ax2.xaxis)
     ax2.set_ylabel("excess over proportional (steps)")
     ax2.set_title("low-activation distortion (codes 1-5)", fontsize=10)
     fig.colorbar(mcm.ScalarMappable(norm=norm, cmap=cmap), ax=[ax1, ax2],
@@ -400,6 +478,7 @@ def drift(pairs, title, label_a, label_b):
             _note(ax2, "no common instances")
         ax2.set_xlabel(f"{p['name']} change ({p['unit']})")
         ax2.set_ylabel("instances")
+        _integer_ticks(ax2.yaxis)
     fig.suptitle(title)
     return fig
 
