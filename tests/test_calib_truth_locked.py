@@ -20,14 +20,13 @@ def _calibration_sources():
         yield p
 
 
-def test_calibration_runs_on_a_chip_whose_truth_is_locked():
-    chip = Chip(2, "default", noise_seed=3, truth_access=False)
+def test_calibration_runs_on_a_chip_whose_truth_is_locked(calibrated_default):
+    twin, res2 = calibrated_default  # chip 0, noise seed 0, with truth access: calibrated once per session
+    chip = Chip(twin.chip_id, twin.preset.name, noise_seed=0, truth_access=False)
     res = calib.calibrate(chip)
     assert res.ok
     assert len(res.tables) == 8
     # the same chip with truth access gives the identical calibration (truth access changes nothing)
-    twin = Chip(2, "default", noise_seed=3)
-    res2 = calib.calibrate(twin)
     for name in res.tables:
         a, b = res.tables[name], res2.tables[name]
         assert a.equals(b), name
