@@ -1,8 +1,4 @@
-"""Report figures of a characterization.
-
-Imports matplotlib (through :mod:`calib.report.plots`): import it lazily,
-as :func:`calib.report.write_report` does.
-"""
+"""Report figures of a characterization (imports matplotlib: see :mod:`calib.report.calibration`)."""
 import numpy as np
 
 from ..characterize.detect import NOISY_RATIO
@@ -12,14 +8,7 @@ from .summary import label, states_of
 
 
 def figures(art):
-    """Figures of a characterization ``art``.
-
-    Returns
-    -------
-    figs : list of (name, caption, Figure)
-    missing : list of str
-        Figures left out, with the reason.
-    """
+    """Figures of a characterization ``art``: (figs, missing), as :func:`calib.report.calibration.figures`."""
     figs, missing = [], []
     t = art.tables
     lab = label(art)
