@@ -13,6 +13,7 @@ Modules: :mod:`~calib.report.summary` (summary rows, labels),
 :mod:`~calib.report.html` (the page), and the modules that import
 matplotlib, loaded only inside :func:`write_report`:
 :mod:`~calib.report.plots` (figure primitives on an Agg canvas),
+:mod:`~calib.report.chip_plots` (the chip's own views),
 :mod:`~calib.report.calibration`, :mod:`~calib.report.characterization`
 and :mod:`~calib.report.drift` (the figures of each kind of report).
 Importing this package never imports matplotlib.

@@ -5,6 +5,7 @@ as :func:`calib.report.write_report` does.
 """
 import numpy as np
 
+from . import chip_plots as C
 from . import plots as P
 from .summary import label
 
@@ -90,13 +91,13 @@ def figures(art):
         failed = ~dt["success"].to_numpy(bool).reshape(len(drv), -1).all(axis=1)
         figs.append(("driver_curves", "Driver transfer of the correction table: effective activation per code; red: "
                                       "drivers that failed.",
-                     P.driver_curves(pulse, failed, f"{lab}: driver activation transfer")))
+                     C.driver_curves(pulse, failed, f"{lab}: driver activation transfer")))
     if nc is not None and "noise_lsb" in nc.columns and np.isfinite(nc["noise_lsb"].to_numpy(float)).any():
         noisy = nc.loc[nc["noisy"].astype(bool), "noise_lsb"] if "noisy" in nc.columns else None
         figs.append(("noise", "Per-neuron trial-to-trial noise at zero input recorded in the correction table: "
                               "histogram (left) and along the chip (right); red: neurons flagged noisy. The noise "
                               "against the output level needs a characterization.",
-                     P.noise({"calibrated": nc["noise_lsb"]}, {}, f"{lab}: trial-to-trial noise", flagged=noisy)))
+                     C.noise({"calibrated": nc["noise_lsb"]}, {}, f"{lab}: trial-to-trial noise", flagged=noisy)))
     missing.append("transfer_curves, residual_vs_level, noise against output level: need measured transfer curves; "
                    "run bss2-calib characterize --artifact ARTIFACT and report the characterization")
     failed = {name: df.index[~df["success"].astype(bool)] for name, df in t.items() if "success" in df.columns}
@@ -141,5 +142,5 @@ def _fault_fig(t, failed, title):
             if col in sg.columns:
                 counts[col.replace("_", " ") + " synapses"] = int(sg[col].sum())
     counts.update({f"{name} failed": int(len(idx)) for name, idx in failed.items()})
-    return P.fault_overview(ns.reshape(2, 256), dsv.reshape(2, 128), bad_syn, counts, title,
+    return C.fault_overview(ns.reshape(2, 256), dsv.reshape(2, 128), bad_syn, counts, title,
                             synapse_title="synapses that failed, per column")

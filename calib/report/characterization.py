@@ -3,6 +3,7 @@ import numpy as np
 
 from ..characterize.detect import NOISY_RATIO
 from ..characterize.result import FAULT_KINDS, residual_by_level, state_tables
+from . import chip_plots as C
 from . import plots as P
 from .summary import label, states_of
 
@@ -28,8 +29,8 @@ def figures(art):
                            ~sts[s]["column_summary"]["success"], col] for s in states[-1:]}})
     panels.append({"title": "per-driver amplitude (code 31, weight 63)",
                    "xlabel": "driver amplitude (LSB per send)",
-                   "series": {s: sts[s]["driver_summary"].loc[sts[s]["driver_summary"]["success"], "amplitude_lsb_per_send"]
-                              for s in states},
+                   "series": {s: sts[s]["driver_summary"].loc[sts[s]["driver_summary"]["success"],
+                                                               "amplitude_lsb_per_send"] for s in states},
                    "flagged": {f"dead/failed ({last})": sts[last]["driver_summary"].loc[
                        ~sts[last]["driver_summary"]["success"], "amplitude_lsb_per_send"]}})
     if P.with_data(panels):
@@ -84,7 +85,7 @@ def figures(art):
         figs.append(("transfer_curves",
                      f"Transfer curves ({last}, num_sends 1): mean result ± std over repeats against the programmed "
                      "sum(x·w); shaded: the linear range (within max(3 LSB, 5 %) of the linear fit); lines: the fit.",
-                     P.transfer_curves(groups, f"{lab}: column transfer curves with linear range ({last})")))
+                     C.transfer_curves(groups, f"{lab}: column transfer curves with linear range ({last})")))
     else:
         missing.append("transfer_curves: no column with a successful fit")
 
@@ -97,7 +98,7 @@ def figures(art):
                  "excluded)" if levels else "along the chip (right)")
         figs.append(("noise",
                      f"Trial-to-trial noise: per column at zero input (left; red: columns reported noisy) and {right}.",
-                     P.noise(per_col, levels, f"{lab}: trial-to-trial noise", flagged=noisy, threshold=thr)))
+                     C.noise(per_col, levels, f"{lab}: trial-to-trial noise", flagged=noisy, threshold=thr)))
     else:
         missing.append("noise: no live column")
 
@@ -110,7 +111,7 @@ def figures(art):
         figs.append(("residual_vs_level",
                      f"Residual error against the ideal output {target:g} x sum(x·w), over all successful columns, "
                      f"within the int8 range{cal_note}.",
-                     P.residuals(series, f"{lab}: residual error against output level"
+                     C.residuals(series, f"{lab}: residual error against output level"
                                  + (", calibrated vs uncalibrated" if len(series) > 1 else f" ({last})"))))
 
     da = sts[last]["driver_activation"]
@@ -120,7 +121,7 @@ def figures(art):
     figs.append(("driver_curves",
                  f"Activation curves of {len(drv)} drivers ({last}): effective activation (output normalised to the "
                  "median driver at code 31) for all 32 codes; right: excess over proportional at low codes.",
-                 P.driver_curves(pulse, dead, f"{lab}: driver activation curves ({last})")))
+                 C.driver_curves(pulse, dead, f"{lab}: driver activation curves ({last})")))
 
     figs.append(("faults", "Failed and faulty instances: neuron and driver status maps, stuck synapses per column, "
                            "and counts by kind (evidence in the fault table).",
@@ -132,7 +133,8 @@ def _curve(cs, tr, n):
     c = cs.loc[n]
     d = tr.xs(n, level="neuron")
     width = c["linear_hi_lsb"] - c["linear_lo_lsb"]
-    return {"label": f"neuron {n}: linear {c['linear_lo_lsb']:.0f}..{c['linear_hi_lsb']:.0f} LSB ({width:.0f})", "sum_xw": d.index.to_numpy(float), "mean": d["output_mean_lsb"].to_numpy(),
+    return {"label": f"neuron {n}: linear {c['linear_lo_lsb']:.0f}..{c['linear_hi_lsb']:.0f} LSB ({width:.0f})",
+            "sum_xw": d.index.to_numpy(float), "mean": d["output_mean_lsb"].to_numpy(),
             "std": d["output_std_lsb"].to_numpy(), "offset": c["offset_lsb"], "gain_exc": c["gain_exc_lsb_per_unit"],
             "gain_inh": c["gain_inh_lsb_per_unit"], "linear": (c["linear_lo_sum_xw"], c["linear_hi_sum_xw"]),
             "saturation": (c["sat_lo_lsb"], c["sat_hi_lsb"])}
@@ -153,4 +155,4 @@ def _fault_fig(st, title):
         syn = fl[fl["kind"].isin(["stuck_zero_synapse", "stuck_max_synapse"])]
         np.add.at(stuck, (syn["hemisphere"].to_numpy(int), syn["column"].to_numpy(int)), 1)
     counts = {k: int((fl["kind"] == k).sum()) if len(fl) else 0 for k in FAULT_KINDS}
-    return P.fault_overview(ns.reshape(2, 256), dsv.reshape(2, 128), stuck, counts, title)
+    return C.fault_overview(ns.reshape(2, 256), dsv.reshape(2, 128), stuck, counts, title)

@@ -49,8 +49,9 @@ def page(art, arts, summary, figs, pngs, missing):
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{_e('bss2-calib report: ' + lab)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
              f"<h1>{_e('bss2-calib report: ' + lab)}</h1>", '<table class="meta">']
+    preset = m.get("preset") or {}
     meta = [("kind", m.get("kind")), ("chip id", m.get("chip_id")),
-            ("preset", f"{(m.get('preset') or {}).get('name')} (sha256 {(m.get('preset') or {}).get('sha256', '')[:16]}…)"),
+            ("preset", f"{preset.get('name')} (sha256 {preset.get('sha256', '')[:16]}…)"),
             ("created (UTC)", m.get("created_utc")), ("package version", m.get("package_version")),
             ("conditions", json.dumps(m.get("conditions"), sort_keys=True))]
     if char:
