@@ -161,6 +161,32 @@ def test_calibration_brings_the_residual_down(char_dir):
     assert np.median(inside["uncalibrated"]) > 3 * np.median(inside["calibrated"])
 
 
+COUNT_LABELS = ("count", "faulty synapses", "instances")
+
+
+def test_figures_have_no_empty_panels_unitless_1_or_fractional_counts(calibration, char_dir, calibrated_harsh):
+    """Every panel of every figure (default and harsh calibrations, a characterization) shows something."""
+    from bss2_calib.calib.characterize.io import load
+    from bss2_calib.calib.report import calibration as calibration_figures
+    from bss2_calib.calib.report import characterization as characterization_figures
+
+    figs = (calibration_figures.figures(calibration)[0] + calibration_figures.figures(calibrated_harsh[1])[0]
+            + characterization_figures.figures(load(char_dir))[0])
+    assert {"noise", "faults"} <= {name for name, _, _ in figs}
+    for name, _, fig in figs:
+        for ax in (a for a in fig.axes if a.get_visible()):
+            where = (name, ax.get_title())
+            assert "no data" not in [t.get_text() for t in ax.texts], where
+            assert ax.has_data(), where
+            for label, axis, (lo, hi) in ((ax.get_xlabel(), ax.xaxis, ax.get_xlim()),
+                                          (ax.get_ylabel(), ax.yaxis, ax.get_ylim())):
+                assert "(1)" not in label, where
+                if label in COUNT_LABELS or label.startswith("activation code"):
+                    ticks = np.asarray(axis.get_majorticklocs())
+                    ticks = ticks[(ticks >= min(lo, hi)) & (ticks <= max(lo, hi))]
+                    assert len(ticks) and np.all(ticks == np.round(ticks)) and ticks.min() >= 0, (where, ticks)
+
+
 # ------------------------------------------------------------------ in a real browser
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium package (.ci/run installs it); never a downloaded build
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
