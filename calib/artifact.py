@@ -33,8 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ArtifactCorrupt, ArtifactError, ArtifactExists, ArtifactVersionError, CalibValueError
-from .schema import (CHARACTERIZATION_KIND, KIND, MAX_ROWS, READABLE_VERSIONS, REQUIRED, SCHEMA_VERSION, TABLES,
-                     check_frame)
+from .schema import (CHARACTERIZATION_KIND, CHARACTERIZATION_MAX_MANIFEST_BYTES, CHARACTERIZATION_MAX_ROWS,
+                     CHARACTERIZATION_SCHEMA, CHARACTERIZATION_TABLES, CHARACTERIZATION_VERSION, KIND, MAX_ROWS,
+                     READABLE_VERSIONS, REQUIRED, SCHEMA_VERSION, TABLES, check_frame, conform_characterization)
 
 MANIFEST = "manifest.json"
 SEAL = "manifest_sha256"  #: the manifest field holding the manifest's own checksum
@@ -466,7 +467,29 @@ def _check_calibration_v1(root, m):
 CALIBRATION = ArtifactSchema(kind=KIND, version=SCHEMA_VERSION, what="a calibration artifact", tables=tuple(TABLES),
                              required=REQUIRED, index=_calibration_index, conform=_conform_calibration,
                              check_manifest=_check_calibration_v1, readable=READABLE_VERSIONS, sealed_since=2)
-_KINDS = (KIND, CHARACTERIZATION_KIND)
+
+
+def _characterization_index(name):
+    return ("state", *CHARACTERIZATION_SCHEMA[name][0])
+
+
+def _conform_characterization(name, df):
+    try:
+        return conform_characterization(name, df)
+    except (ValueError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ArtifactCorrupt(f"table {name} does not match its schema ({type(err).__name__}: {first})") from None
+
+
+#: The characterization artifact (:mod:`calib.characterize`): every table is required.
+CHARACTERIZATION = ArtifactSchema(kind=CHARACTERIZATION_KIND, version=CHARACTERIZATION_VERSION,
+                                  what="a characterization", tables=CHARACTERIZATION_TABLES,
+                                  required=CHARACTERIZATION_TABLES, index=_characterization_index,
+                                  conform=_conform_characterization,
+                                  max_manifest_bytes=CHARACTERIZATION_MAX_MANIFEST_BYTES,
+                                  max_rows=CHARACTERIZATION_MAX_ROWS)
+_SCHEMAS = {s.kind: s for s in (CALIBRATION, CHARACTERIZATION)}
+_KINDS = tuple(_SCHEMAS)
 
 
 def artifact_schema(kind):
@@ -475,9 +498,9 @@ def artifact_schema(kind):
     Parameters
     ----------
     kind : str or ArtifactSchema
-        ``"bss2-calib/calibration"`` or ``"bss2-calib/characterization"``
-        (its schema lives in :mod:`calib.characterize.io`, imported here on
-        demand); an ArtifactSchema is returned as it is.
+        ``"bss2-calib/calibration"`` (:data:`CALIBRATION`) or
+        ``"bss2-calib/characterization"`` (:data:`CHARACTERIZATION`); an
+        ArtifactSchema is returned as it is.
 
     Raises
     ------
@@ -486,10 +509,7 @@ def artifact_schema(kind):
     """
     if isinstance(kind, ArtifactSchema):
         return kind
-    if kind == KIND:
-        return CALIBRATION
-    if kind == CHARACTERIZATION_KIND:
-        from .characterize.io import CHARACTERIZATION
-
-        return CHARACTERIZATION
-    raise ArtifactVersionError(f"unknown artifact kind {kind!r}")
+    try:
+        return _SCHEMAS[kind]
+    except (KeyError, TypeError):
+        raise ArtifactVersionError(f"unknown artifact kind {kind!r}") from None

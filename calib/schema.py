@@ -125,3 +125,64 @@ def check_frame(name, df):
             raise ArtifactCorrupt(f"table {name}: index values are not the expected ordered range")
     elif df.index.has_duplicates:
         raise ArtifactCorrupt(f"table {name}: duplicate index entries")
+
+
+# ------------------------------------------------------------------ characterization artifacts
+# The table schema of a characterization (calib.characterize) lives here, beside the calibration's, so that
+# the artifact reader (calib.artifact) knows every kind without importing the characterization code.
+#: schema version of characterization artifacts
+CHARACTERIZATION_VERSION = 1
+CHARACTERIZATION_MAX_MANIFEST_BYTES = 4 << 20
+CHARACTERIZATION_MAX_ROWS = 1 << 21
+_F32, _NI, _SD = "float32", "Int64", "string"
+_FAULT_DTYPES = {"kind": _SD, "element": _SD, "hemisphere": _NI, "row": _NI, "column": _NI, "sign": _SD,
+                 "neuron": _NI, "driver": _NI, "measured": _F, "expected": _F, "threshold": _F, "z_score": _F,
+                 "unit": _SD, "evidence": _SD}
+#: Every characterization table: index levels (after ``state``) and column dtypes (``Int64``: nullable
+#: integer); the meaning of the columns: :mod:`calib.characterize.tables`.
+CHARACTERIZATION_SCHEMA = {
+    "column_summary": (("neuron",), {
+        "hemisphere": _I, "column": _I, "baseline_read": _F, "offset_lsb": _F, "noise_lsb": _F,
+        "gain_exc_lsb_per_unit": _F, "gain_exc_sem": _F, "gain_inh_lsb_per_unit": _F, "gain_inh_sem": _F,
+        "linear_lo_lsb": _F, "linear_hi_lsb": _F, "linear_lo_sum_xw": _F, "linear_hi_sum_xw": _F,
+        "sat_lo_lsb": _F, "sat_hi_lsb": _F, "sat_lo_sum_xw": _F, "sat_hi_sum_xw": _F,
+        "probe_weight_exc": _I, "probe_weight_inh": _I, "dead": _B, "noisy": _B, "success": _B}),
+    "column_transfer": (("neuron", "sum_xw"), {"output_mean_lsb": _F, "output_std_lsb": _F, "corrected_lsb": _F}),
+    "noise_level": (("output_lsb",), {"noise_median_lsb": _F, "noise_q10_lsb": _F, "noise_q90_lsb": _F,
+                                      "n_points": _I}),
+    "driver_activation": (("driver", "activation"), {"output_lsb_per_send": _F, "output_sem_lsb_per_send": _F,
+                                                     "pulse_steps": _F}),
+    "driver_summary": (("driver",), {
+        "hemisphere": _I, "row": _I, "amplitude_lsb_per_send": _F, "amplitude_rel": _F, "slope_steps_per_code": _F,
+        "offset_steps": _F, "excess_at_1_steps": _F, "linearity_rms_steps": _F, "dead": _B, "success": _B}),
+    "synapse_gain": (("hemisphere", "row", "column"), {
+        "gain_exc_lsb_per_unit": _F32, "gain_exc_sem": _F32, "rel_exc": _F32, "gain_inh_lsb_per_unit": _F32,
+        "gain_inh_sem": _F32, "rel_inh": _F32, "zero_weight_lsb": _F32, "stuck_zero_exc": _B, "stuck_zero_inh": _B,
+        "stuck_max_exc": _B, "stuck_max_inh": _B, "success": _B}),
+    "faults": (("fault",), _FAULT_DTYPES),
+}
+CHARACTERIZATION_TABLES = tuple(CHARACTERIZATION_SCHEMA)
+
+
+def conform_characterization(name, df):
+    """Check and restore the schema of characterization table ``name`` (dtypes lost in a Parquet round trip).
+
+    Raises
+    ------
+    ValueError
+        Missing index levels or columns, or values that do not fit the dtype.
+    """
+    index, cols = CHARACTERIZATION_SCHEMA[name]
+    if list(df.index.names) != ["state", *index]:
+        raise ValueError(f"table {name}: index levels {list(df.index.names)}, expected {['state', *index]}")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"table {name}: missing column {missing[0]!r}")
+    out = df[list(cols)].copy()
+    for c, want in cols.items():
+        if str(out[c].dtype) != want:
+            out[c] = out[c].astype(want)
+    state = out.index.get_level_values("state").astype(str)
+    levels = [state] + [out.index.get_level_values(n) for n in index]
+    out.index = pd.MultiIndex.from_arrays(levels, names=["state", *index])
+    return out

@@ -15,9 +15,8 @@ from bss2_calib.calib.artifact import manifest_digest, write_artifact
 
 
 @pytest.fixture(scope="module")
-def full():
-    chip = Chip(4, "default", noise_seed=8)
-    return chip, calib.calibrate(chip)
+def full(calibrated_default):
+    return calibrated_default  # (chip, result), shared by the session: read only
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def test_save_load_apply_is_exact(full, tmp_path):
     strip = {"tables", "files", "manifest_sha256"}
     assert {k: v for k, v in back.manifest.items() if k not in strip} == \
         json.loads(json.dumps({k: v for k, v in res.manifest.items() if k not in strip}))
-    fresh = Chip(4, "default")
+    fresh = Chip(res.chip_id, "default")
     back.apply_to(fresh)
     for k, v in chip.knob_values().items():
         np.testing.assert_array_equal(fresh.get_knob(k), v, err_msg=k)
@@ -76,7 +75,7 @@ def test_save_and_apply_do_not_modify_the_result(full, tmp_path):
     before = {k: v.copy() for k, v in res.tables.items()}
     manifest = res.manifest
     res.save(tmp_path / "x")
-    res.apply_to(Chip(4, "default"))
+    res.apply_to(Chip(res.chip_id, "default"))
     t = res.tables["neuron_correction"]
     t.loc[0, "gain_exc"] = 99.0  # a copy: the result keeps its own table
     for k in before:

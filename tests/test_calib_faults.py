@@ -12,9 +12,8 @@ from bss2_calib.chipsim import Chip
 
 
 @pytest.fixture(scope="module")
-def harsh():
-    chip = Chip(0, "harsh", noise_seed=1)
-    return chip, calib.calibrate(chip)
+def harsh(calibrated_harsh):
+    return calibrated_harsh  # (chip, result) of harsh chip 0, calibrated once per session: read only
 
 
 def _excluded(f):

@@ -94,12 +94,12 @@ def test_any_table_content_round_trips_exactly(vals, flags):
         pd.testing.assert_frame_equal(back.tables["neuron_correction"], nc, check_exact=True)
 
 
-def test_linearity_without_mismatch():
+def test_linearity_without_mismatch(calibrated_noiseless):
     """On a noiseless chip, the calibrated correction model reproduces the exact quantized product."""
-    res = calib.calibrate(Chip(1, "noiseless"))
+    _, res = calibrated_noiseless
     model = CorrectionModel.from_artifact(res)
     rng = np.random.default_rng(0)
-    chip = Chip(1, "noiseless")
+    chip = Chip(res.chip_id, "noiseless")
     res.apply_to(chip)
     for n in (1, 2, 4):
         w = rng.integers(-63, 64, size=(ROWS, COLS))

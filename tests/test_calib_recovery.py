@@ -2,28 +2,29 @@
 
 Only these tests (and the benchmark) look at ``chip.truth``; the calibration never does.
 """
+import copy
+
 import numpy as np
 import pytest
 
-from bss2_calib.chipsim import COLS, ROWS, Chip
-from bss2_calib import calib
+from bss2_calib.chipsim import COLS, ROWS
 from bss2_calib.calib.model import CorrectionModel
 
 NOISE = 1.8  # LSB per result (preset default)
 
 
 @pytest.fixture(scope="module")
-def calibrated():
-    chip = Chip(1, "default", noise_seed=21)
-    return chip, calib.calibrate(chip)
+def calibrated(calibrated_default):
+    return calibrated_default  # (chip, result), calibrated once per session: read only
 
 
 def test_full_calibration_succeeds_within_budget(calibrated):
     chip, res = calibrated
     assert res.ok and not res.failed_stages
     totals = res.manifest["totals"]
-    assert totals["hw_time_s"] <= 60.0
-    assert totals["wall_time_s"] <= 30.0
+    # the budget in simulated hardware time (the chip's clock), never the host's wall time
+    assert 0.5 < totals["hw_time_s"] <= 10.0
+    assert totals["vectors"] <= 60_000
     assert res.conditions["num_sends_min"] <= 8 <= res.conditions["num_sends_max"]
     assert 0 < res.conditions["send_decay_per_send"] < 1e-3
     # knob steps: almost every instance succeeds on a default chip
@@ -87,6 +88,7 @@ def test_driver_transfer_recovered(calibrated):
 
 def test_correction_model_predicts_the_chip(calibrated):
     chip, res = calibrated
+    chip = copy.deepcopy(chip)  # programmed below: the shared chip stays as calibrated
     model = CorrectionModel.from_artifact(res)
     rng = np.random.default_rng(5)
     w = rng.integers(-63, 64, size=(ROWS, COLS))
@@ -100,8 +102,8 @@ def test_correction_model_predicts_the_chip(calibrated):
         assert np.sqrt(np.mean(err ** 2)) < 0.35  # the model's own error, far below the 1.8 LSB noise
 
 
-def test_noiseless_chip_yields_identity_tables():
-    res = calib.calibrate(Chip(3, "noiseless"))
+def test_noiseless_chip_yields_identity_tables(calibrated_noiseless):
+    _, res = calibrated_noiseless
     assert res.ok
     t = res.tables
     # no mismatch and no noise: only the int8 rounding limits the identity (0.5 LSB on ~55 LSB probes)
@@ -120,9 +122,8 @@ def test_noiseless_chip_yields_identity_tables():
     assert not t["synapse_gain"][["stuck_zero_exc", "stuck_max_exc", "stuck_zero_inh", "stuck_max_inh"]].any().any()
 
 
-def test_faults_are_detected_and_masked():
-    chip = Chip(7, "harsh", noise_seed=4)
-    res = calib.calibrate(chip)
+def test_faults_are_detected_and_masked(calibrated_harsh):
+    chip, res = calibrated_harsh
     assert res.ok
     f = chip.truth.faults()
     nc, dt, sg = res.tables["neuron_correction"], res.tables["driver_transfer"], res.tables["synapse_gain"]

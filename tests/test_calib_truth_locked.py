@@ -26,14 +26,19 @@ class SecondChip(AssertionError):
     """Raised when code under test builds a chip's parameters again (a twin with readable truth)."""
 
 
-def test_calibrate_characterize_report_infer_on_a_locked_chip(tmp_path, monkeypatch):
-    """The whole user path runs on one chip whose truth raises and which cannot be rebuilt from its id and preset."""
+def test_calibrate_characterize_report_infer_on_a_locked_chip(tmp_path, monkeypatch, calibrated_default):
+    """The whole user path runs on one chip whose truth raises and which cannot be rebuilt from its id and preset.
+
+    The calibration equals that of the same chip with truth access (the session's shared one): locking
+    the truth changes nothing.
+    """
     import bss2_calib.chipsim.chip as chip_module
     import bss2_calib.chipsim.params as params_module
     from bss2_calib.calib.characterize import CharacterizeOptions, characterize
     from bss2_calib.calib.report import write_report
 
-    chip = Chip(2, "default", noise_seed=3, truth_access=False)
+    twin, twin_res = calibrated_default  # chip 0, noise seed 0, truth readable; calibrated once per session
+    chip = Chip(twin.chip_id, twin.preset.name, noise_seed=0, truth_access=False)
 
     def refuse(*args, **kwargs):
         raise SecondChip("parameters of a chip were drawn again: something rebuilt a chip from its id and preset")
@@ -42,11 +47,14 @@ def test_calibrate_characterize_report_infer_on_a_locked_chip(tmp_path, monkeypa
                       (params_module, "stream_rng")):
         monkeypatch.setattr(mod, name, refuse)
     with pytest.raises(SecondChip):
-        Chip(2, "default")  # the lock holds
+        Chip(twin.chip_id, "default")  # the lock holds
     with pytest.raises(Exception, match="truth"):
         chip.truth.faults()
     res = calib.calibrate(chip)
     assert res.ok and len(res.tables) == 8
+    for name in res.tables:
+        assert res.tables[name].equals(twin_res.tables[name]), name
+    assert np.array_equal(chip.get_knob("v_reset"), twin.get_knob("v_reset"))
     art = res.save(tmp_path / "artifact")
     quick = CharacterizeOptions(rows=(0, 64), transfer_levels=16, transfer_repeats=4, zero_repeats=32,
                                 map_repeats=4, stuck_repeats=4, measure_uncalibrated=False)

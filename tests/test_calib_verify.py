@@ -8,12 +8,12 @@ from bss2_calib.calib import IncompatibleArtifact
 
 
 @pytest.fixture(scope="module")
-def artifact():
-    return calib.calibrate(Chip(6, "default", noise_seed=2))
+def artifact(calibrated_default):
+    return calibrated_default[1]  # calibrated once per session
 
 
 def test_fresh_chip_is_valid_and_cheap(artifact):
-    chip = Chip(6, "default", noise_seed=9)
+    chip = Chip(artifact.chip_id, "default", noise_seed=9)
     rep = calib.verify(artifact, chip)
     assert rep.valid, rep
     assert rep.gain_deviation_rms < 0.5 * rep.gain_threshold
@@ -25,20 +25,20 @@ def test_fresh_chip_is_valid_and_cheap(artifact):
 
 @pytest.mark.parametrize("hours", [100, 400])
 def test_drift_is_caught(artifact, hours):
-    chip = Chip(6, "default", noise_seed=9)
+    chip = Chip(artifact.chip_id, "default", noise_seed=9)
     chip.advance(hours=hours)
     rep = calib.verify(artifact, chip)
     assert not rep.valid and rep.reason
 
 
 def test_small_drift_stays_valid(artifact):
-    chip = Chip(6, "default", noise_seed=9)
+    chip = Chip(artifact.chip_id, "default", noise_seed=9)
     chip.advance(hours=1)
     assert calib.verify(artifact, chip).valid
 
 
 def test_temperature_outside_the_conditions_is_stale(artifact):
-    chip = Chip(6, "default")
+    chip = Chip(artifact.chip_id, "default")
     chip.advance(temperature_c=33)
     rep = calib.verify(artifact, chip)
     assert not rep.valid and "conditions.temperature_c" in rep.reason
@@ -51,7 +51,7 @@ def test_a_foreign_chip_is_an_error_not_staleness(artifact):
 
 def test_verify_detects_a_temperature_shift_within_tolerance(artifact):
     """4 K is within the artifact's tolerance, and its gain change stays below the threshold."""
-    chip = Chip(6, "default", noise_seed=9)
+    chip = Chip(artifact.chip_id, "default", noise_seed=9)
     chip.advance(temperature_c=29)
     rep = calib.verify(artifact, chip)
     assert np.isfinite(rep.gain_deviation_rms)

@@ -11,12 +11,13 @@ from bss2_calib.infer import Corrections, Engine, IncompatibleArtifact
 
 
 
+CHIP = 0  # the session's shared default calibration (tests/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    st = calib.ArtifactStore(root)
-    st.save(calib.calibrate(Chip(4, "default", noise_seed=4)))
-    return st
+def store(default_store):
+    assert default_store.latest(CHIP) is not None
+    return default_store  # read only
 
 
 def _column_spread(engine, seed=0):
@@ -32,11 +33,11 @@ def _column_spread(engine, seed=0):
 
 
 def test_a_calib_artifact_makes_the_chip_behave_like_an_ideal_one(store):
-    art = calib.load(store.latest(4))
-    engine = Engine(Chip(4, "default", noise_seed=1, truth_access=False), art)
+    art = calib.load(store.latest(CHIP))
+    engine = Engine(Chip(CHIP, "default", noise_seed=1, truth_access=False), art)
     spread, slope = _column_spread(engine)
-    ideal_spread, _ = _column_spread(Engine(Chip(4, "ideal", noise_seed=1)))
-    raw_spread, _ = _column_spread(Engine(Chip(4, "default", noise_seed=1)))
+    ideal_spread, _ = _column_spread(Engine(Chip(CHIP, "ideal", noise_seed=1)))
+    raw_spread, _ = _column_spread(Engine(Chip(CHIP, "default", noise_seed=1)))
     assert raw_spread > 0.05
     assert spread < 1.5 * ideal_spread + 0.005
     assert abs(slope - 1) < 0.03  # LSB at the artifact's target gain
@@ -45,7 +46,7 @@ def test_a_calib_artifact_makes_the_chip_behave_like_an_ideal_one(store):
 
 
 def test_calib_artifacts_are_checked_like_any_other(store):
-    art = calib.load(store.latest(4))
+    art = calib.load(store.latest(CHIP))
     with pytest.raises(IncompatibleArtifact) as err:
         Engine(Chip(5, "default"), art)
     assert err.value.field == "chip_id"
@@ -60,18 +61,18 @@ def test_cli_with_a_stored_artifact(store):
         mnist_idx_dir()
     except MnistNotFoundError:
         pytest.skip("needs the MNIST files")
-    res = CliRunner().invoke(main, ["infer", "--chip", "4", "--artifact", "chip-4", "--store", str(store.root),
-                                    "--limit", "200", "--json"])
+    res = CliRunner().invoke(main, ["infer", "--chip", str(CHIP), "--artifact", f"chip-{CHIP}", "--store",
+                                    str(store.root), "--limit", "200", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["calibrated"] and out["accuracy"] > 0.95
-    res = CliRunner().invoke(main, ["infer", "--chip", "3", "--artifact", "chip-4", "--store", str(store.root),
-                                    "--limit", "20"])
+    res = CliRunner().invoke(main, ["infer", "--chip", "3", "--artifact", f"chip-{CHIP}", "--store",
+                                    str(store.root), "--limit", "20"])
     assert res.exit_code == 1 and "chip_id" in res.output and res.output.count("\n") == 1
 
 
 @pytest.mark.slow
-def test_shipped_models_on_a_calibrated_chip_meet_the_targets():
+def test_shipped_models_on_a_calibrated_chip_meet_the_targets(calibrated_default):
     """The headline of docs/benchmarks.md, on the full test set (numpy path, no torch)."""
     from bss2_calib.cli.cmd_infer import MODELS_DIR
     from bss2_calib.infer import matmul_backend, mnist
@@ -81,7 +82,7 @@ def test_shipped_models_on_a_calibrated_chip_meet_the_targets():
         images, labels = load_mnist("test")
     except MnistNotFoundError:
         pytest.skip("needs the MNIST files")
-    art = calib.calibrate(Chip(0, "default", noise_seed=0))
+    art = calibrated_default[1]  # chip 0, noise seed 0: calibrated once per session
     fw = mnist.FloatWeights.load(MODELS_DIR / "mnist_float.npz")
     float_acc = np.mean(np.argmax(mnist.float_forward(fw, images), 1) == labels)
     acc = {}

@@ -206,14 +206,9 @@ def test_a_limit_beyond_the_test_set_is_said(monkeypatch):
 
 
 @needs_data
-def test_infer_reports_the_faults_it_routed_around(tmp_path):
-    from bss2_calib import calib
-
-    from bss2_calib.chipsim import Chip
-
-    store = calib.ArtifactStore(tmp_path / "store")
-    store.save(calib.calibrate(Chip(2, "harsh", noise_seed=2)))
-    base = ["infer", "--chip", "2", "--preset", "harsh", "--artifact", "chip-2", "--store", str(store.root),
+def test_infer_reports_the_faults_it_routed_around(harsh_store):
+    store = harsh_store  # harsh chip 0, calibrated once per session
+    base = ["infer", "--chip", "0", "--preset", "harsh", "--artifact", "chip-0", "--store", str(store.root),
             "--limit", "100"]
     outs = {}
     for flag in ("--remap", "--no-remap"):

@@ -18,7 +18,7 @@ DROP = 0.005
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(calibrated_default):
     from bss2_calib.cli.cmd_infer import MODELS_DIR
     from bss2_calib.infer.data import MnistNotFoundError, load_mnist
 
@@ -27,7 +27,8 @@ def setup():
     except MnistNotFoundError:
         pytest.skip("needs the MNIST files")
     models = {name: mnist.IntegerModel.load(MODELS_DIR / f"{name}.npz") for name in ("mnist_hil", "mnist_int")}
-    art = calib.calibrate(Chip(0, "default", noise_seed=0))
+    art = calibrated_default[1]  # chip 0, noise seed 0: calibrated once per session
+    assert art.chip_id == 0
     return art, images, labels, models
 
 

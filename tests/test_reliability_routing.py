@@ -14,16 +14,17 @@ from bss2_calib.infer.routing import KINDS, FaultReport, Hemisphere, place, prog
 G = 0.002
 FAULTS = {"stuck_zero_synapses": 0.01, "stuck_max_synapses": 0.005, "dead_neurons": 0.02, "noisy_neurons": 0.01,
           "dead_drivers": 0.02}
-CHIP = 3
+CHIP = 0  # the session's shared default calibration is the fault-free twin (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory):
+def faulty(tmp_path_factory, calibrated_default):
     """A default chip with injected faults, its fault-free twin (same mismatch), and their calibrations."""
     path = tmp_path_factory.mktemp("presets") / "faulty.json"
     path.write_text(json.dumps({"name": "faulty", "base": "default", "faults": FAULTS}))
     art = calib.calibrate(Chip(CHIP, path, noise_seed=CHIP))
-    twin = calib.calibrate(Chip(CHIP, "default", noise_seed=CHIP))
+    twin = calibrated_default[1]
+    assert twin.chip_id == CHIP
     return {"preset": path, "artifact": art, "twin": twin}
 
 

@@ -1,11 +1,9 @@
-"""The result of a characterization and its summary figures."""
+"""The result of a characterization, its summary figures and the statistics reports draw from its tables."""
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..schema import CHARACTERIZATION_KIND as KIND
-
-SCHEMA_VERSION = 1
+from ..schema import CHARACTERIZATION_KIND as KIND, CHARACTERIZATION_VERSION as SCHEMA_VERSION
 FAULT_KINDS = ("stuck_zero_synapse", "stuck_max_synapse", "dead_neuron", "noisy_neuron", "dead_driver")
 
 
@@ -161,3 +159,47 @@ def quality(tables):
         out[str(state)] = {key: table_stat(st[table], col, stat, subset)
                            for key, _, table, col, stat, subset, _ in SUMMARY_SPEC}
     return out
+
+
+def residual_by_level(st, target, bin_lsb=10.0):
+    """Residual (corrected output if present, else output, minus target x sum(x*w)) binned by ideal output.
+
+    Parameters
+    ----------
+    st : dict of DataFrame
+        The tables of one state (:func:`calib.characterize.result.state_tables`).
+    target : float
+        Target gain, LSB per unit of sum(x*w) per send.
+    bin_lsb : float, default=10.0
+
+    Returns
+    -------
+    dict of ndarray or None
+        ``level`` (bin centres), ``median``, ``q25``, ``q75``, ``rms`` over the successful columns
+        (LSB); None without data.
+    """
+    cs, tr = st["column_summary"], st["column_transfer"]
+    ok = cs.index[cs["success"]]
+    d = tr[tr.index.get_level_values("neuron").isin(ok)]
+    if not len(d):
+        return None
+    s = d.index.get_level_values("sum_xw").to_numpy(float)
+    y = d["corrected_lsb"].to_numpy(float)
+    if not np.isfinite(y).any():
+        y = d["output_mean_lsb"].to_numpy(float)
+    ideal = target * s
+    keep = np.isfinite(y) & (ideal >= -128) & (ideal <= 127)
+    ideal, res = ideal[keep], (y - ideal)[keep]
+    edges = np.arange(-130.0, 131.0, bin_lsb)
+    which = np.digitize(ideal, edges) - 1
+    out = {k: [] for k in ("level", "median", "q25", "q75", "rms")}
+    for b in range(len(edges) - 1):
+        v = res[which == b]
+        if v.size:
+            out["level"].append(0.5 * (edges[b] + edges[b + 1]))
+            q25, q50, q75 = np.percentile(v, [25, 50, 75])
+            out["median"].append(q50)
+            out["q25"].append(q25)
+            out["q75"].append(q75)
+            out["rms"].append(float(np.sqrt(np.mean(v ** 2))))
+    return {k: np.asarray(v) for k, v in out.items()}

@@ -22,38 +22,13 @@ calibration artifact's per-neuron software correction (NaN without one).
 import numpy as np
 import pandas as pd
 
+from ..schema import CHARACTERIZATION_SCHEMA as SCHEMA, CHARACTERIZATION_TABLES as TABLES
+from ..schema import conform_characterization as conform
 from .detect import FAULT_COLUMNS
 
+__all__ = ["SCHEMA", "TABLES", "conform", "build_tables"]
+
 COLS = 256
-_F, _F32, _I, _B, _S, _NI = "float64", "float32", "int64", "bool", "string", "Int64"
-_FAULT_DTYPES = {"kind": _S, "element": _S, "hemisphere": _NI, "row": _NI, "column": _NI, "sign": _S, "neuron": _NI,
-                 "driver": _NI, "measured": _F, "expected": _F, "threshold": _F, "z_score": _F, "unit": _S,
-                 "evidence": _S}
-#: Schema of every table: index levels (after ``state``) and column dtypes (``Int64``: nullable integer).
-SCHEMA = {
-    "column_summary": (("neuron",), {
-        "hemisphere": _I, "column": _I, "baseline_read": _F, "offset_lsb": _F, "noise_lsb": _F,
-        "gain_exc_lsb_per_unit": _F, "gain_exc_sem": _F, "gain_inh_lsb_per_unit": _F, "gain_inh_sem": _F,
-        "linear_lo_lsb": _F, "linear_hi_lsb": _F, "linear_lo_sum_xw": _F, "linear_hi_sum_xw": _F,
-        "sat_lo_lsb": _F, "sat_hi_lsb": _F, "sat_lo_sum_xw": _F, "sat_hi_sum_xw": _F,
-        "probe_weight_exc": _I, "probe_weight_inh": _I, "dead": _B, "noisy": _B, "success": _B}),
-    "column_transfer": (("neuron", "sum_xw"), {"output_mean_lsb": _F, "output_std_lsb": _F, "corrected_lsb": _F}),
-    "noise_level": (("output_lsb",), {"noise_median_lsb": _F, "noise_q10_lsb": _F, "noise_q90_lsb": _F,
-                                      "n_points": _I}),
-    "driver_activation": (("driver", "activation"), {"output_lsb_per_send": _F, "output_sem_lsb_per_send": _F,
-                                                  "pulse_steps": _F}),
-    "driver_summary": (("driver",), {
-        "hemisphere": _I, "row": _I, "amplitude_lsb_per_send": _F, "amplitude_rel": _F, "slope_steps_per_code": _F,
-        "offset_steps": _F, "excess_at_1_steps": _F, "linearity_rms_steps": _F, "dead": _B, "success": _B}),
-    "synapse_gain": (("hemisphere", "row", "column"), {
-        "gain_exc_lsb_per_unit": _F32, "gain_exc_sem": _F32, "rel_exc": _F32, "gain_inh_lsb_per_unit": _F32,
-        "gain_inh_sem": _F32, "rel_inh": _F32, "zero_weight_lsb": _F32, "stuck_zero_exc": _B, "stuck_zero_inh": _B,
-        "stuck_max_exc": _B, "stuck_max_inh": _B, "success": _B}),
-    "faults": (("fault",), _FAULT_DTYPES),
-}
-TABLES = tuple(SCHEMA)
-
-
 def _mi(state, *levels, names):
     arrays = [np.full(len(levels[0]), state, dtype=object)] + [np.asarray(v) for v in levels]
     return pd.MultiIndex.from_arrays(arrays, names=["state", *names])
@@ -154,38 +129,14 @@ def faults(r):
     data = {c: [rec.get(c) for rec in recs] for c in FAULT_COLUMNS}
     cols = {}
     for c in FAULT_COLUMNS:
-        want = _FAULT_DTYPES[c]
-        if want == _NI:
-            cols[c] = pd.array([None if v is None else int(v) for v in data[c]], dtype=_NI)
-        elif want == _F:
+        want = SCHEMA["faults"][1][c]
+        if want == "Int64":
+            cols[c] = pd.array([None if v is None else int(v) for v in data[c]], dtype=want)
+        elif want == "float64":
             cols[c] = np.asarray([np.nan if v is None else float(v) for v in data[c]], dtype=np.float64)
         else:
-            cols[c] = pd.array(data[c], dtype=_S)
+            cols[c] = pd.array(data[c], dtype=want)
     return pd.DataFrame(cols, index=_mi(r["state"], np.arange(len(recs), dtype=np.int64), names=["fault"]))
-
-
-def conform(name, df):
-    """Check and restore the schema of table ``name`` (dtypes lost in a Parquet round trip).
-
-    Raises
-    ------
-    ValueError
-        Missing index levels or columns, or values that do not fit the dtype.
-    """
-    index, cols = SCHEMA[name]
-    if list(df.index.names) != ["state", *index]:
-        raise ValueError(f"table {name}: index levels {list(df.index.names)}, expected {['state', *index]}")
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"table {name}: missing column {missing[0]!r}")
-    out = df[list(cols)].copy()
-    for c, want in cols.items():
-        if str(out[c].dtype) != want:
-            out[c] = out[c].astype(want)
-    state = out.index.get_level_values("state").astype(str)
-    levels = [state] + [out.index.get_level_values(n) for n in index]
-    out.index = pd.MultiIndex.from_arrays(levels, names=["state", *index])
-    return out
 
 
 def build_tables(results):
