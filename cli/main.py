@@ -48,3 +48,6 @@ from . import cmd_run  # noqa: E402,F401
 from . import cmd_store  # noqa: E402,F401
 from . import cmd_verify  # noqa: E402,F401
 from . import cmd_profile  # noqa: E402,F401
+from .cmd_fleet import fleet  # noqa: E402
+
+main.add_command(fleet)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bss2_calib.chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
+from bss2_calib.chipsim.interface import ObservableChip
 from bss2_calib.chipsim.validation import as_int_array
 
 from .corrections import CorrectionOptions, Corrections
@@ -159,8 +160,10 @@ class Engine:
 
     Parameters
     ----------
-    chips : chipsim.Chip or sequence of chipsim.Chip
-        The chips to use; each contributes two tiles (one per hemisphere) per round.
+    chips : ObservableChip or sequence of ObservableChip
+        The chips to use (:class:`chipsim.Chip` or any object with the observable
+        interface, :class:`chipsim.interface.ObservableChip`); each contributes two
+        tiles (one per hemisphere) per round.
     artifacts : artifact, Corrections, path, None, or a sequence of those, default=None
         One per chip (a single value is allowed for a single chip). None runs that chip
         uncalibrated (raw results). An artifact is anything with ``.tables`` and
@@ -192,9 +195,10 @@ class Engine:
 
     def __init__(self, chips, artifacts=None, *, num_sends=1, wait_between_events=5, allow_mismatch=False,
                  correction=CorrectionOptions(), max_batch=16384):
-        chips = (chips,) if hasattr(chips, "run") else tuple(chips)
-        if not chips or not all(hasattr(c, "run") and hasattr(c, "set_weights") for c in chips):
-            raise InferValueError("chips must be one chipsim.Chip or a non-empty sequence of them")
+        chips = (chips,) if isinstance(chips, ObservableChip) else tuple(chips)
+        if not chips or not all(isinstance(c, ObservableChip) for c in chips):
+            raise InferValueError("chips must be one chip with the observable interface (chipsim.Chip or any "
+                                  "chipsim.interface.ObservableChip) or a non-empty sequence of them")
         if len({id(c) for c in chips}) != len(chips):
             raise InferValueError("the same chip object is listed twice")
         if artifacts is None:
