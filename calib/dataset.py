@@ -3,11 +3,13 @@
 The store's chip folders are hive-style partitions (``chip=<id>/``, see
 :mod:`calib.store`), so any Parquet reader can do this on its own, e.g. DuckDB::
 
-    SELECT chip, median(gain_exc) FROM read_parquet('STORE/chip=*/*/neuron_correction.parquet',
+    SELECT chip, median(gain_exc) FROM read_parquet('STORE/chip=*/[0-9]*/neuron_correction.parquet',
                                                     hive_partitioning = true) GROUP BY chip
 
 That reads every artifact of every chip (the history too; the artifact folder's
-name starts with its UTC creation time). :func:`read_table` reads the latest
+name starts with its UTC creation time, and ``[0-9]*`` skips the hidden
+temporary folders of unfinished writers, which DuckDB's ``*`` would match;
+pyarrow.dataset skips names starting with ``.`` or ``_`` by itself). :func:`read_table` reads the latest
 artifact of each chip only, with :mod:`pyarrow.dataset`. Artifacts are read
 here without their checksums being verified (a query, not a load); use
 :func:`calib.load` to trust one.

@@ -1,4 +1,5 @@
 """``bss2-calib fleet``: calibrate, verify, summarise and report many chips on Dask distributed."""
+import logging
 import sys
 
 import click
@@ -57,6 +58,9 @@ def _open(workers, scheduler, placement=None):
 
     if workers is not None and scheduler is not None:
         raise click.UsageError("--workers and --scheduler are mutually exclusive")
+    verbose = click.get_current_context().find_root().params.get("verbose", 0)
+    # Dask logs cluster start and stop at INFO on its own handler: only with -v
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
     return Fleet(workers=workers, scheduler=scheduler, placement=placement)
 
 

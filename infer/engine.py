@@ -245,6 +245,43 @@ class Engine:
         ids = ", ".join(f"{c.chip_id}{'' if k is None else '*'}" for c, k in zip(self.chips, self.corrections))
         return f"Engine(chips=[{ids}], num_sends={self.num_sends}, wait_between_events={self.wait_between_events})"
 
+    @classmethod
+    def from_store(cls, store, chips, *, open_chip=None, seed=None, **kwargs):
+        """An engine on several chips, each with the latest artifact the store holds for it.
+
+        Parameters
+        ----------
+        store : calib.ArtifactStore or path-like
+        chips : sequence of int
+            Chip ids (distinct); the model's tiles are spread over them.
+        open_chip : callable or None, default=None
+            ``open_chip(chip_id, preset_name) -> ObservableChip`` (a hardware
+            backend). None: a simulated ``chipsim.Chip`` of the artifact's preset.
+        seed : int or None, default=None
+            Noise seed of the simulated chips (chip ``i`` of the list gets ``seed + i``).
+        **kwargs
+            Passed to :class:`Engine` (``num_sends``, ``correction``, ...).
+
+        Returns
+        -------
+        Engine
+        """
+        from bss2_calib.calib import ArtifactStore  # the artifact store only; never the fitting code
+
+        store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
+        ids = [int(c) for c in chips]
+        if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
+            raise InferValueError(f"chips must be distinct non-negative chip ids, got {list(chips)!r}")
+        arts = [store.load_latest(c) for c in ids]
+        if open_chip is None:
+            from bss2_calib.chipsim import Chip
+
+            objs = [Chip(c, a.preset["name"], noise_seed=None if seed is None else seed + k)
+                    for k, (c, a) in enumerate(zip(ids, arts))]
+        else:
+            objs = [open_chip(c, a.preset["name"]) for c, a in zip(ids, arts)]
+        return cls(objs, arts, **kwargs)
+
     @property
     def calibrated(self):
         """True if every chip has corrections."""

@@ -175,3 +175,35 @@ def test_fleet_cli_run_verify_recalibrate(tmp_path):
     df = fleet.summary(root)
     assert df.set_index("chip").loc[[4, 5], "verify"].tolist() == ["recalibrated"] * 2
     assert df.set_index("chip").loc[[0, 1, 2], "verify"].tolist() == ["valid"] * 3
+
+
+# ------------------------------------------------------------ inference across the fleet
+def test_engine_from_store_partitions_a_model_across_chips(tmp_path):
+    from bss2_calib.chipsim import Chip
+    from bss2_calib.infer import Engine
+
+    store = _fake_store(tmp_path / "store", [0, 1, 2])  # noiseless chips: exact, deterministic results
+    engine = Engine.from_store(store, [0, 2], seed=0)
+    assert [c.chip_id for c in engine.chips] == [0, 2] and engine.calibrated
+    x = np.random.default_rng(0).integers(0, 32, size=(3, 600))
+    w = np.random.default_rng(1).integers(-10, 11, size=(600, 300))  # 5 x 2 tiles over 4 hemispheres
+    y = engine.matmul(x, w)
+    single = Engine(Chip(0, "noiseless", noise_seed=0), store.load_latest(0)).matmul(x, w)
+    np.testing.assert_allclose(y, single, atol=1.0)  # two calibrated noiseless chips agree within rounding
+    assert engine.stats["tile_runs"] >= 10
+    with pytest.raises(calib.ArtifactError, match="no calibration of chip 7"):
+        Engine.from_store(store, [0, 7])
+    with pytest.raises(ValueError, match="distinct"):
+        Engine.from_store(store, [1, 1])
+
+
+def test_infer_cli_runs_across_chips(tmp_path):
+    store = _fake_store(tmp_path / "store", [0, 1, 2, 3])
+    r = CliRunner().invoke(main, ["infer", "--chips", "0-3", "--store", str(store.root), "--limit", "40",
+                                  "--batch-size", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["chips"] == [0, 1, 2, 3] and out["calibrated"] and out["images"] == 40
+    assert out["accuracy"] > 0.8  # the shipped model on calibrated noiseless chips
+    r = CliRunner().invoke(main, ["infer", "--chips", "0-1", "--uncalibrated", "--store", str(store.root)])
+    assert r.exit_code == 2 and "exactly one of" in r.output

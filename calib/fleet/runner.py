@@ -15,6 +15,7 @@ started with ``--resources "chip-0=1 chip-1=1"``; the embedded cluster takes
 the placement as ``{worker index: [chip ids]}``. Chips no worker advertises
 run anywhere.
 """
+import logging
 import time
 from dataclasses import dataclass
 
@@ -126,9 +127,11 @@ class Fleet:
         bad = [w for w in placement if not (isinstance(w, int) and 0 <= w < n)]
         if bad:
             raise CalibValueError(f"placement names worker {bad[0]!r}; the cluster has workers 0..{n - 1}")
+        # no retries by the scheduler (the runner counts them); HTTP servers on free ports, no dashboards
         self.cluster = distributed.LocalCluster(
             n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
-            scheduler_kwargs={"allowed_failures": 0}, worker_dashboard_address=None, silence_logs=50)
+            scheduler_kwargs={"allowed_failures": 0, "dashboard_address": ":0"}, worker_dashboard_address=None,
+            silence_logs=logging.ERROR)
         spec = self.cluster.new_spec
         for i in range(n):  # one spec per worker, so each can advertise its own chips
             options = dict(spec["options"])
