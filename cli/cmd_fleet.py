@@ -1,5 +1,6 @@
 """``bss2-calib fleet``: calibrate, verify, summarise and report many chips on Dask distributed."""
 import logging
+import os
 import sys
 
 import click
@@ -166,6 +167,7 @@ def verify(chips, store_dir, workers, scheduler, max_attempts, recalibrate_stale
     """
     from bss2_calib.calib import ArtifactStore
     from bss2_calib.calib import fleet as lib
+    from bss2_calib.calib.fleet.summary import verify_state
 
     store = ArtifactStore(store_dir)
     if chips is None and not store.chips():
@@ -178,16 +180,10 @@ def verify(chips, store_dir, workers, scheduler, max_attempts, recalibrate_stale
     bad = False
     rows = []
     for o in outcomes:
-        r = o.record or {}
-        if o.status == "failed":
-            state, detail = "error", o.reason
-        elif r.get("recalibrated"):
-            state = "recalibrated" if r.get("recalibrated_ok") else "recalibration-failed"
-            detail = r.get("reason", "")
-        else:
-            state, detail = ("valid" if r.get("valid") else "stale"), r.get("reason", "")
+        state, detail = verify_state(o)
         bad |= state not in ("valid", "recalibrated")
-        rows.append({"chip_id": o.chip_id, "state": state, "detail": detail, "attempts": o.attempts, **r})
+        rows.append({"chip_id": o.chip_id, "state": state, "detail": detail, "attempts": o.attempts,
+                     **(o.record or {})})
     if as_json:
         echo_json({"store": str(store.root), "chips": rows})
     else:
@@ -239,6 +235,8 @@ def report(store_dir, out_dir):
     from bss2_calib.calib import fleet as lib
     from bss2_calib.calib.fleet.report import write_fleet_report
 
+    if os.path.lexists(out_dir):  # refuse before reading the store
+        raise click.ClickException(f"{out_dir} already exists; reports are never overwritten")
     store = ArtifactStore(store_dir)
     df = lib.summary(store)
     if df.empty:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from bss2_calib import calib
 from bss2_calib.calib import fleet
-from bss2_calib.calib.fleet.report import outliers, write_fleet_report
+from bss2_calib.calib.fleet.report import outliers
 from bss2_calib.cli.main import main
 
 V2 = Path(__file__).parent / "data" / "artifacts" / "v2-noiseless-chip0"
@@ -65,24 +65,26 @@ def test_summary_and_report_from_the_store(tmp_path):
     assert (df["dead_neurons"] == int(ref.tables["neuron_correction"]["dead"].sum())).all()
     assert df.loc[df["chip"] == 5, "residual_rms_lsb"].item() == 4.0
     assert "v_reset.spread_after" in df.columns
-    page = write_fleet_report(df, tmp_path / "report")
+    # the CLI: report, then summary as JSON, CSV and Parquet
+    runner = CliRunner()
+    r = runner.invoke(main, ["fleet", "report", "--store", str(store.root), "--out", str(tmp_path / "report")])
+    assert r.exit_code == 0, r.output
+    page = tmp_path / "report" / "index.html"
     text = page.read_text()
-    assert "Fleet report: 4 chips" in text and (page.parent / "quality.png").is_file() and (page.parent / "spreads.png").is_file()
+    assert "Fleet report: 4 chips" in text
+    assert (page.parent / "quality.png").is_file() and (page.parent / "spreads.png").is_file()
     outlier_rows = [line for line in text.splitlines() if "class='out'><td>5</td><td>residual_rms_lsb" in line]
     assert len(outlier_rows) == 1
-    # the CLI: text, JSON, CSV, Parquet
-    r = CliRunner().invoke(main, ["fleet", "summary", "--store", str(store.root), "--json"])
+    r = runner.invoke(main, ["fleet", "report", "--store", str(store.root), "--out", str(tmp_path / "report")])
+    assert r.exit_code != 0 and "already exists" in r.output
+    r = runner.invoke(main, ["fleet", "summary", "--store", str(store.root), "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert [row["chip"] for row in rows] == [0, 1, 2, 5]
-    r = CliRunner().invoke(main, ["fleet", "summary", "--store", str(store.root), "--csv"])
+    r = runner.invoke(main, ["fleet", "summary", "--store", str(store.root), "--csv"])
     assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("chip,preset,artifact")
     back = pd.read_parquet(store.root / "_fleet" / "summary.parquet")
     assert back["chip"].tolist() == [0, 1, 2, 5]
-    r = CliRunner().invoke(main, ["fleet", "report", "--store", str(store.root), "--out", str(tmp_path / "r3")])
-    assert r.exit_code == 0 and (tmp_path / "r3" / "index.html").is_file()
-    r = CliRunner().invoke(main, ["fleet", "report", "--store", str(store.root), "--out", str(tmp_path / "r3")])
-    assert r.exit_code != 0 and "already exists" in r.output
 
 
 def test_fleet_cli_bad_input_is_one_line(tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ def _strip(ax, df, col):
     ok = np.isfinite(v)
     if ok.sum() >= 2:
         q1, med, q3 = np.percentile(v[ok], [25, 50, 75])
-        ax.axvspan(q1, q3, color="0.9")
+        if q3 > q1:
+            ax.axvspan(q1, q3, color="0.9")
         ax.axvline(med, color="0.4", lw=1)
     jitter = 0.5 + 0.3 * np.sin(np.arange(len(v)) * 2.399)  # deterministic vertical spread of the points
     ax.scatter(v[ok & ~bad], jitter[ok & ~bad], s=10, color="tab:blue")

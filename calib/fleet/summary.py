@@ -125,6 +125,21 @@ def write_summary(store, df, path=None):
     return _write_parquet(df, path or store.root / FLEET_DIR / SUMMARY_FILE)
 
 
+def verify_state(outcome):
+    """``(state, detail)`` of one chip's verification outcome.
+
+    state is ``valid``, ``stale``, ``recalibrated`` (was stale, a new artifact
+    is stored), ``recalibration-failed`` (was stale, the new calibration has a
+    failed stage) or ``error`` (the task failed; detail is the reason).
+    """
+    r = outcome.record or {}
+    if outcome.status == "failed":
+        return "error", outcome.reason
+    if r.get("recalibrated"):
+        return ("recalibrated" if r.get("recalibrated_ok") else "recalibration-failed"), r.get("reason", "")
+    return ("valid" if r.get("valid") else "stale"), r.get("reason", "")
+
+
 def write_verify(store, outcomes):
     """Record a fleet verification (list of ChipOutcome) in ``<store>/_fleet/verify.parquet``.
 
@@ -134,12 +149,7 @@ def write_verify(store, outcomes):
     rows = []
     for o in outcomes:
         r = o.record or {}
-        if o.status == "failed":
-            status, reason = "error", o.reason
-        elif r.get("recalibrated"):
-            status, reason = "recalibrated", r.get("reason", "")
-        else:
-            status, reason = ("valid" if r.get("valid") else "stale"), r.get("reason", "")
+        status, reason = verify_state(o)
         rows.append({"chip": o.chip_id, "artifact": Path(r.get("recalibrated") or r.get("artifact") or "").name,
                      "status": status, "reason": reason,
                      "gain_deviation_rms": r.get("gain_deviation_rms", np.nan),
