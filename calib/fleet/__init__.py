@@ -9,13 +9,13 @@ ones (the nightly job). :func:`summary` turns the store into one row per chip;
 Dask is an optional dependency (``pip install 'bss2-calib[fleet]'``): importing
 this package does not need it; creating a :class:`Fleet` does.
 """
-from .runner import INSTALL_HINT, ChipOutcome, Fleet, Progress, parse_chips, resource_name
+from .runner import INSTALL_HINT, TICK_S, ChipOutcome, Fleet, Progress, parse_chips, resource_name
 from .tasks import Backend, ChipJob, calibrate_chip, verify_chip
 from .summary import read_verify, summary, write_summary, VERIFY_FILE, SUMMARY_FILE, FLEET_DIR
 
 
 def run(fleet, chips, store, *, preset="default", options=None, seed=0, backend=Backend(), hours=0.0,
-        max_attempts=2, progress=None):
+        max_attempts=2, progress=None, tick_s=TICK_S):
     """Calibrate ``chips`` on ``fleet``, one task per chip; artifacts go into ``store``.
 
     Parameters
@@ -34,6 +34,7 @@ def run(fleet, chips, store, *, preset="default", options=None, seed=0, backend=
         Simulated environment: each chip ages this long first.
     max_attempts : int, default=2
     progress : callable or None, default=None
+    tick_s : float, default=TICK_S
         See :meth:`Fleet.map_chips`.
 
     Returns
@@ -41,7 +42,7 @@ def run(fleet, chips, store, *, preset="default", options=None, seed=0, backend=
     list of ChipOutcome
     """
     jobs = _jobs(chips, store, preset=preset, options=options, seed=seed, backend=backend, hours=hours)
-    return fleet.map_chips(calibrate_chip, jobs, max_attempts=max_attempts, progress=progress,
+    return fleet.map_chips(calibrate_chip, jobs, max_attempts=max_attempts, progress=progress, tick_s=tick_s,
                            key_prefix="calibrate")
 
 

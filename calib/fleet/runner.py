@@ -169,7 +169,7 @@ class Fleet:
 
         return self.client.run(os.getpid)
 
-    def map_chips(self, fn, jobs, *, max_attempts=2, progress=None, key_prefix="chip", **kwargs):
+    def map_chips(self, fn, jobs, *, max_attempts=2, progress=None, tick_s=TICK_S, key_prefix="chip", **kwargs):
         """Run ``fn(job, **kwargs)`` for every job, one task per chip, with bounded retries.
 
         Parameters
@@ -181,7 +181,8 @@ class Fleet:
             Attempts per chip (1..10).
         progress : callable or None, default=None
             ``progress(state)`` with a :class:`Progress`, after every change and at least every
-            :data:`TICK_S` seconds.
+            ``tick_s`` seconds.
+        tick_s : float, default=TICK_S
 
         Returns
         -------
@@ -208,7 +209,7 @@ class Fleet:
             submit(job, 1)
         while pending:
             try:
-                done, _ = distributed.wait(list(pending), timeout=TICK_S, return_when="FIRST_COMPLETED")
+                done, _ = distributed.wait(list(pending), timeout=tick_s, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = ()
             for fut in done:
