@@ -88,3 +88,15 @@ def test_the_engine_runs_on_a_backend_that_is_not_the_simulator():
     engine = Engine(chip)
     np.testing.assert_array_equal(engine.matmul(x, w), ref)
     assert chip.operations > 0 and chip.hw_time_s > chip._chip.hw_time_s
+
+
+def test_verify_retries_transient_failures_too():
+    from pathlib import Path
+
+    art = calib.load(Path(__file__).parent / "data" / "artifacts" / "v2-noiseless-chip0")
+    plain = calib.verify(art, Chip(0, "noiseless", noise_seed=0))
+    flaky = calib.verify(art, FlakyChip(Chip(0, "noiseless", noise_seed=0), transient_rate=0.2, seed=3))
+    assert plain.valid and flaky.valid
+    for field in ("gain_deviation_rms", "offset_deviation_rms_lsb", "global_gain_ratio"):  # noiseless: exact
+        assert getattr(flaky, field) == getattr(plain, field), field
+    assert flaky.vectors > plain.vectors  # runs whose reply was lost were sent again: spent, and counted
