@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/fleet.py [--chips 8] [--preset default] [--stages all] [--repeats 3] [--json]
 
-In one process, interleaved ``--repeats`` times:
+In one process, interleaved ``--repeats`` times (in the order serial, 1, 2 workers, then reversed):
 
 * **serial**: the chips calibrated one after another in this process (``calib.calibrate`` and
   ``ArtifactStore.save``, exactly what a task does), the baseline without Dask;
@@ -85,7 +85,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             fleet.calibrate_chip(fleet.ChipJob(90, a.preset, tmp, warm.to_dict()))
         for r in range(a.repeats):
-            for name in res:
+            order = list(res) if r % 2 == 0 else list(res)[::-1]  # ABBA: a steady drift in load cancels
+            for name in order:
                 with tempfile.TemporaryDirectory() as tmp:
                     if name == "serial":
                         t, o = serial(chips, a.preset, options, tmp)
