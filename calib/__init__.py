@@ -35,6 +35,7 @@ _LAZY = {
     "KnobProblem": "problem", "KnobResult": "problem", "TableStep": "problem", "Measurement": "problem",
     "solve": "problem", "BinarySearch": "algorithms", "NoisyBinarySearch": "algorithms",
     "ModelBased": "algorithms", "LinearPrediction": "algorithms", "FixedCode": "algorithms",
+    "RetryPolicy": "link", "ChipUnreachable": "link",
 }
 
 
@@ -58,5 +59,5 @@ __all__ = [
     "KnobProblem", "KnobResult", "TableStep", "Measurement", "solve",
     "BinarySearch", "NoisyBinarySearch", "ModelBased", "LinearPrediction", "FixedCode",
     "CalibError", "CalibValueError", "FitDidNotConverge", "StageFailed", "ArtifactError", "ArtifactCorrupt",
-    "ArtifactVersionError", "IncompatibleArtifact", "ArtifactExists",
+    "ArtifactVersionError", "IncompatibleArtifact", "ArtifactExists", "RetryPolicy", "ChipUnreachable",
 ]

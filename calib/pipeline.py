@@ -9,10 +9,12 @@ import datetime
 import logging
 
 from bss2_calib.chipsim import __version__ as package_version
+from bss2_calib.chipsim.interface import ObservableChip, missing_members
 
 from . import fits, steps
 from .config import STAGE_REQUIRES, Options, Target
 from .errors import CalibError, CalibValueError
+from .link import RetryPolicy, Retrying
 from .problem import KnobResult, Meter
 from .result import CalibrationResult
 from .schema import KIND, SCHEMA_VERSION
@@ -29,7 +31,7 @@ RUNNERS = {
 }
 
 
-def calibrate(chip, target=None, options=None, *, progress=None):
+def calibrate(chip, target=None, options=None, *, progress=None, retry=RetryPolicy()):
     """Calibrate ``chip``: tune its knobs, fit its correction tables.
 
     Uses the chip's observable interface only. The chip is left at the
@@ -37,8 +39,9 @@ def calibrate(chip, target=None, options=None, *, progress=None):
 
     Parameters
     ----------
-    chip : chipsim.Chip
-        Or any object with the same observable interface.
+    chip : ObservableChip
+        A :class:`chipsim.Chip` or any object with the observable interface
+        (:class:`chipsim.interface.ObservableChip`), e.g. a hardware backend.
     target : Target or None, default=None
         None: ``Target()`` (gain 0.002 LSB per unit per send, baseline 120).
     options : Options or None, default=None
@@ -48,11 +51,20 @@ def calibrate(chip, target=None, options=None, *, progress=None):
         ``"done"``, ``"failed"`` or ``"skipped"``: called before and after
         every stage (the library itself never prints; the command line turns
         these into a progress bar or lines on stderr).
+    retry : RetryPolicy, default=RetryPolicy()
+        How transient link failures (:class:`chipsim.errors.TransientLinkError`)
+        are retried; the manifest's ``totals.link_retries`` counts the repeats.
 
     Returns
     -------
     CalibrationResult
         Not yet saved (``path`` is None); see :meth:`CalibrationResult.save`.
+
+    Raises
+    ------
+    ChipUnreachable
+        The link to the chip failed for good (a permanent error, or a transient
+        one that outlasted ``retry.attempts``); nothing is returned.
     """
     target = Target() if target is None else target
     options = Options() if options is None else options
@@ -63,6 +75,9 @@ def calibrate(chip, target=None, options=None, *, progress=None):
     check_chip(chip)
     if progress is not None and not callable(progress):
         raise CalibValueError("progress must be callable or None")
+    if not isinstance(retry, RetryPolicy):
+        raise CalibValueError(f"retry must be a calib.RetryPolicy, got {type(retry).__name__}")
+    chip = Retrying(chip, retry)
     session = Session(chip, target, options)
     total = Meter(chip)
     temperature = float(chip.temperature_c)
@@ -126,22 +141,17 @@ def calibrate(chip, target=None, options=None, *, progress=None):
         "chip_id": int(chip.chip_id), "preset": {"name": chip.preset.name, "sha256": chip.preset.sha256},
         "conditions": conditions, "target": target.to_dict(), "options": options.to_dict(),
         "steps": records, "failed_stages": failed, "skipped_stages": skipped,
-        "totals": {**cost, "knob_rounds": sum(r.rounds for r in session.knob_results)},
+        "totals": {**cost, "knob_rounds": sum(r.rounds for r in session.knob_results), "link_retries": chip.retries},
         "quality": _quality(session),
     }
     return CalibrationResult(manifest, tables)
 
 
-OBSERVABLE = ("chip_id", "preset", "temperature_c", "hw_time_s", "counters", "get_knob", "knob_values", "set_knob",
-              "set_knobs", "get_weights", "set_weights", "run", "read_baseline", "read_cadc_reference")
-
-
 def check_chip(chip):
-    """Raise :class:`CalibValueError` unless ``chip`` offers the observable chip interface."""
-    missing = [a for a in OBSERVABLE if not hasattr(chip, a)]
-    if missing:
-        raise CalibValueError(f"expected a chip with the observable interface of chipsim.Chip, got "
-                              f"{type(chip).__name__} (no {missing[0]!r})")
+    """Raise :class:`CalibValueError` unless ``chip`` offers the observable interface (:class:`ObservableChip`)."""
+    if not isinstance(chip, ObservableChip):
+        raise CalibValueError(f"expected a chip with the observable interface (chipsim.interface.ObservableChip), "
+                              f"got {type(chip).__name__} (no {missing_members(chip)[0]!r})")
 
 
 def _quality(session):

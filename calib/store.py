@@ -2,9 +2,16 @@
 
 Layout::
 
-    <root>/chip-<id>/<created>-<preset>-<random>/   one artifact per calibration
-    <root>/chip-<id>/latest.json                    {"artifact": "<name>", "created_utc": ...}
-    <root>/chip-<id>/.lock                          serialises pointer updates
+    <root>/chip=<id>/<created>-<preset>-<random>/   one artifact per calibration
+    <root>/chip=<id>/latest.json                    {"artifact": "<name>", "created_utc": ...}
+    <root>/chip=<id>/.lock                          serialises pointer updates
+
+The chip folders are hive-style partitions (``chip=<id>``), so any Parquet
+reader sees one table across the whole store with the chip id as a column
+(see :mod:`calib.dataset`). Stores written before that used ``chip-<id>``
+folders; they are still read and written in place (a chip keeps the folder it
+has), and :meth:`ArtifactStore.migrate` renames them. References such as
+``chip-3`` or ``chip=3/NAME`` name the same chip in either layout.
 
 The root is ``--store`` / the ``root`` argument, else ``$BSS2_CALIB_STORE``, else
 ``$XDG_DATA_HOME/bss2-calib`` (default ``~/.local/share/bss2-calib``).
@@ -27,7 +34,7 @@ from .errors import ArtifactCorrupt, ArtifactError, CalibValueError
 from .result import CalibrationResult
 
 POINTER = "latest.json"
-_CHIP_DIR = re.compile(r"^chip-(\d{1,19})$")
+_CHIP_DIR = re.compile(r"^chip[-=](\d{1,19})$")
 _ARTIFACT = re.compile(r"^[0-9]{8}T[0-9]{6}(\.[0-9]+)?Z-[A-Za-z0-9_-]{1,40}-[0-9a-f]{8}$")
 _TMP = re.compile(r"^\..*\.tmp-(\d+)-")
 
@@ -58,9 +65,29 @@ class ArtifactStore:
         return f"ArtifactStore({str(self.root)!r})"
 
     def chip_dir(self, chip_id):
+        """The chip's folder: ``chip=<id>``, or its legacy ``chip-<id>`` folder if only that exists."""
         if isinstance(chip_id, bool) or not isinstance(chip_id, int) or chip_id < 0:
             raise CalibValueError(f"chip id must be a non-negative integer, got {chip_id!r}")
-        return self.root / f"chip-{chip_id}"
+        d = self.root / f"chip={chip_id}"
+        legacy = self.root / f"chip-{chip_id}"
+        return legacy if not d.exists() and legacy.is_dir() else d
+
+    def migrate(self):
+        """Rename legacy ``chip-<id>`` folders to ``chip=<id>`` (skipping chips that have both); returns the ids.
+
+        Run it while nothing else writes to the store: a writer that already
+        chose the legacy folder would find it gone.
+        """
+        moved = []
+        if not self.root.is_dir():
+            return moved
+        for e in sorted(self.root.iterdir()):
+            if e.name.startswith("chip-") and _CHIP_DIR.match(e.name) and e.is_dir() and not e.is_symlink():
+                dest = self.root / e.name.replace("chip-", "chip=", 1)
+                if not dest.exists():
+                    os.rename(e, dest)
+                    moved.append(int(e.name[5:]))
+        return moved
 
     # -------------------------------------------------------------- write
     def save(self, result, *, make_latest=True):
@@ -198,14 +225,14 @@ class ArtifactStore:
             m = _CHIP_DIR.match(e.name)
             if m and e.is_dir():
                 ids.append(int(m.group(1)))
-        return sorted(ids)
+        return sorted(set(ids))
 
     def list(self):
         """Every artifact of every chip (see :meth:`history`)."""
         return [row for c in self.chips() for row in self.history(c)]
 
     def resolve(self, ref, preset=None):
-        """Artifact path for ``ref``: a directory path, ``chip-N`` (its latest) or ``chip-N/NAME``.
+        """Artifact path for ``ref``: a directory path, ``chip-N`` or ``chip=N`` (its latest), or ``chip-N/NAME``.
 
         Parameters
         ----------

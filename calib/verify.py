@@ -87,7 +87,8 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
     Parameters
     ----------
     result : CalibrationResult
-    chip : chipsim.Chip
+    chip : ObservableChip
+        A :class:`chipsim.Chip` or any backend with the observable interface.
     vectors : int, default=192
         Random dense probe vectors per hemisphere (16..8192).
     zero_vectors : int, default=64
@@ -108,9 +109,11 @@ def verify(result, chip, *, vectors=192, zero_vectors=64, gain_threshold=0.01, o
     IncompatibleArtifact
         Wrong chip id or preset (a different chip is not "stale", it is wrong).
     """
+    from .link import Retrying
     from .pipeline import check_chip
 
     check_chip(chip)
+    chip = Retrying(chip)  # transient link failures of a hardware backend are repeated
     if not hasattr(result, "apply_to") or not hasattr(result, "conditions"):
         raise CalibValueError(f"expected a CalibrationResult, got {type(result).__name__}")
     for name, v, lo, hi in (("vectors", vectors, 16, 8192), ("zero_vectors", zero_vectors, 16, 8192)):

@@ -25,3 +25,20 @@ class TruthAccessError(ChipError, PermissionError):
     created with ``truth_access=False`` raises this on every truth accessor, so
     tests can prove that they do.
     """
+
+
+class LinkError(ChipError):
+    """The connection to a chip failed (real hardware, or a backend that models it)."""
+
+
+class TransientLinkError(LinkError):
+    """A failure that a retry of the same operation may cure (a lost packet, a timeout).
+
+    Every observable operation is idempotent (knob and weight writes set
+    absolute values, a run only reads), so repeating it after this error is
+    safe whether the failure happened before or after the chip acted.
+    """
+
+
+class PermanentLinkError(LinkError):
+    """The chip is unreachable; retrying will not help (the link is down, the chip is gone)."""

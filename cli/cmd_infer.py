@@ -62,6 +62,9 @@ def load_artifact(ref, store_dir=None, preset=None):
                    "its knobs are written and its corrections applied.")
 @store_option
 @click.option("--uncalibrated", is_flag=True, help="Run the chip at its default knobs, without corrections.")
+@click.option("--chips", "fleet_chips", default=None,
+              help="Run the model partitioned across these chips (0-3, or 0,2,5), each with its latest artifact "
+                   "in the store (instead of --chip and --artifact).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Images per forward pass (one engine call per layer).")
@@ -78,22 +81,29 @@ def load_artifact(ref, store_dir=None, preset=None):
               help='Columns per tile to keep free for remapping (0..248), or "auto" (the most dead or noisy '
                    'neurons of a hemisphere).')
 @json_option
-def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, limit, batch_size, seed,
+def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, fleet_chips, limit, batch_size, seed,
           allow_mismatch, remap, spare_rows, spare_columns, as_json):
     """Classify the MNIST test set on a simulated chip: accuracy and throughput."""
     from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Engine, matmul_backend, mnist
     from bss2_calib.infer.data import load_mnist
 
-    if (artifact is None) == (not uncalibrated):
-        raise click.UsageError("give exactly one of --artifact PATH or --uncalibrated")
+    if (artifact is not None) + uncalibrated + (fleet_chips is not None) != 1:
+        raise click.UsageError("give exactly one of --artifact PATH, --uncalibrated or --chips IDS")
     options = CorrectionOptions(remap=remap, spare_rows=spare_rows, spare_columns=spare_columns)
     weights = weights or default_weights()
     int_model = mnist.IntegerModel.load(weights)
-    chip = Chip(chip_id, preset, noise_seed=seed)
-    art = None if artifact is None else load_artifact(artifact, store_dir, chip.preset.name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ArtifactMismatchWarning)
-        engine = Engine(chip, art, allow_mismatch=allow_mismatch, correction=options)
+        if fleet_chips is not None:
+            from bss2_calib.calib.fleet import parse_chips
+
+            engine = Engine.from_store(store_dir, parse_chips(fleet_chips), seed=seed, allow_mismatch=allow_mismatch,
+                                       correction=options)
+            chip, art, artifact = engine.chips[0], True, f"latest of chips {fleet_chips} in the store"
+        else:
+            chip = Chip(chip_id, preset, noise_seed=seed)
+            art = None if artifact is None else load_artifact(artifact, store_dir, chip.preset.name)
+            engine = Engine(chip, art, allow_mismatch=allow_mismatch, correction=options)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     images, labels = load_mnist("test", limit=limit)
@@ -111,7 +121,8 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, li
     hw = engine.stats["hw_time_s"]
     macs = _macs_per_image(int_model)
     out = {
-        "model": model, "weights": str(weights), "chip_id": chip_id, "preset": chip.preset.name,
+        "model": model, "weights": str(weights), "chip_id": chip_id if fleet_chips is None else None,
+        "chips": [c.chip_id for c in engine.chips], "preset": chip.preset.name,
         "calibrated": art is not None, "artifact": None if artifact is None else str(artifact),
         "images": n, "correct": correct, "accuracy": correct / n,
         "wall_time_s": wall, "images_per_s": n / wall if wall > 0 else float("inf"),
@@ -125,7 +136,8 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, li
         echo_json(out)
         return
     state = f"calibrated ({artifact})" if art is not None else "uncalibrated"
-    click.echo(f"{model} ({weights.name}) on chip {chip_id}, preset {chip.preset.name}, {state}")
+    where = f"chip {chip_id}" if fleet_chips is None else f"chips {', '.join(str(c) for c in out['chips'])}"
+    click.echo(f"{model} ({weights.name}) on {where}, preset {chip.preset.name}, {state}")
     click.echo(f"accuracy        {100 * out['accuracy']:.2f} % ({correct}/{n})")
     click.echo(f"throughput      {out['images_per_s']:.0f} images/s wall ({out['mops_per_s_wall']:.0f} MOp/s)")
     click.echo(f"hardware time   {out['hw_time_per_image_us']:.0f} us per image simulated "

@@ -13,7 +13,8 @@ import click
 from bss2_calib.chipsim import __version__
 from bss2_calib.chipsim.errors import ChipError
 
-from . import cmd_characterize, cmd_chip, cmd_infer, cmd_profile, cmd_report, cmd_run, cmd_store, cmd_verify
+from . import (cmd_characterize, cmd_chip, cmd_fleet, cmd_infer, cmd_profile, cmd_report, cmd_run, cmd_store,
+               cmd_verify)
 from .common import configure_logging, echo_json, one_line, remember_args, verbosity_options, wants_json
 
 
@@ -52,5 +53,6 @@ def main(ctx):
 
 
 for _cmd in (cmd_chip.chip, cmd_run.run, cmd_store.list_cmd, cmd_store.show, cmd_verify.verify,
-             cmd_characterize.characterize, cmd_report.report, cmd_infer.infer, cmd_profile.profile):
+             cmd_characterize.characterize, cmd_report.report, cmd_infer.infer, cmd_profile.profile,
+             cmd_fleet.fleet):
     main.add_command(_cmd)

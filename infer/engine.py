@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bss2_calib.chipsim.geometry import ACT_MAX, COLS, ROWS, W_MAX
+from bss2_calib.chipsim.interface import ObservableChip
 from bss2_calib.chipsim.validation import as_int_array
 
 from .corrections import CorrectionOptions, Corrections
@@ -159,8 +160,10 @@ class Engine:
 
     Parameters
     ----------
-    chips : chipsim.Chip or sequence of chipsim.Chip
-        The chips to use; each contributes two tiles (one per hemisphere) per round.
+    chips : ObservableChip or sequence of ObservableChip
+        The chips to use (:class:`chipsim.Chip` or any object with the observable
+        interface, :class:`chipsim.interface.ObservableChip`); each contributes two
+        tiles (one per hemisphere) per round.
     artifacts : artifact, Corrections, path, None, or a sequence of those, default=None
         One per chip (a single value is allowed for a single chip). None runs that chip
         uncalibrated (raw results). An artifact is anything with ``.tables`` and
@@ -192,9 +195,10 @@ class Engine:
 
     def __init__(self, chips, artifacts=None, *, num_sends=1, wait_between_events=5, allow_mismatch=False,
                  correction=CorrectionOptions(), max_batch=16384):
-        chips = (chips,) if hasattr(chips, "run") else tuple(chips)
-        if not chips or not all(hasattr(c, "run") and hasattr(c, "set_weights") for c in chips):
-            raise InferValueError("chips must be one chipsim.Chip or a non-empty sequence of them")
+        chips = (chips,) if isinstance(chips, ObservableChip) else tuple(chips)
+        if not chips or not all(isinstance(c, ObservableChip) for c in chips):
+            raise InferValueError("chips must be one chip with the observable interface (chipsim.Chip or any "
+                                  "chipsim.interface.ObservableChip) or a non-empty sequence of them")
         if len({id(c) for c in chips}) != len(chips):
             raise InferValueError("the same chip object is listed twice")
         if artifacts is None:
@@ -240,6 +244,43 @@ class Engine:
     def __repr__(self):
         ids = ", ".join(f"{c.chip_id}{'' if k is None else '*'}" for c, k in zip(self.chips, self.corrections))
         return f"Engine(chips=[{ids}], num_sends={self.num_sends}, wait_between_events={self.wait_between_events})"
+
+    @classmethod
+    def from_store(cls, store, chips, *, open_chip=None, seed=None, **kwargs):
+        """An engine on several chips, each with the latest artifact the store holds for it.
+
+        Parameters
+        ----------
+        store : calib.ArtifactStore or path-like
+        chips : sequence of int
+            Chip ids (distinct); the model's tiles are spread over them.
+        open_chip : callable or None, default=None
+            ``open_chip(chip_id, preset_name) -> ObservableChip`` (a hardware
+            backend). None: a simulated ``chipsim.Chip`` of the artifact's preset.
+        seed : int or None, default=None
+            Noise seed of the simulated chips (chip ``i`` of the list gets ``seed + i``).
+        **kwargs
+            Passed to :class:`Engine` (``num_sends``, ``correction``, ...).
+
+        Returns
+        -------
+        Engine
+        """
+        from bss2_calib.calib import ArtifactStore  # the artifact store only; never the fitting code
+
+        store = store if isinstance(store, ArtifactStore) else ArtifactStore(store)
+        ids = [int(c) for c in chips]
+        if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
+            raise InferValueError(f"chips must be distinct non-negative chip ids, got {list(chips)!r}")
+        arts = [store.load_latest(c) for c in ids]
+        if open_chip is None:
+            from bss2_calib.chipsim import Chip
+
+            objs = [Chip(c, a.preset["name"], noise_seed=None if seed is None else seed + k)
+                    for k, (c, a) in enumerate(zip(ids, arts))]
+        else:
+            objs = [open_chip(c, a.preset["name"]) for c, a in zip(ids, arts)]
+        return cls(objs, arts, **kwargs)
 
     @property
     def calibrated(self):

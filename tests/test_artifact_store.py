@@ -41,7 +41,7 @@ def _all_visible_load(store):
 def test_store_layout_history_and_latest(quick, tmp_path):
     store = ArtifactStore(tmp_path)
     a = store.save(quick)
-    assert a.path.parent == tmp_path / "chip-0"
+    assert a.path.parent == tmp_path / "chip=0"
     assert store.latest(0) == a.path
     assert store.resolve("chip-0") == a.path and store.resolve(str(a.path)) == a.path
     assert store.resolve(f"chip-0/{a.path.name}") == a.path
@@ -91,7 +91,7 @@ def test_threads_saving_at_once_all_complete(quick, tmp_path):
     assert not errors
     rows = _all_visible_load(store)
     assert len(rows) == 8 and sum(r["latest"] for r in rows) == 1
-    assert not [p for p in (tmp_path / "chip-0").iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    assert not [p for p in (tmp_path / "chip=0").iterdir() if p.name.startswith(".") and p.name != ".lock"]
 
 
 def test_two_concurrent_calibrations_of_one_chip_both_complete(tmp_path):
@@ -125,7 +125,7 @@ def test_a_killed_calibration_leaves_the_store_intact(quick, tmp_path, delay):
     assert prev.path.name in [r["name"] for r in rows]
     assert calib.load(store.latest(0)).chip_id == 0
     store.cleanup(0)  # leftovers of the dead writer go away
-    assert not [p for p in (tmp_path / "chip-0").iterdir() if ".tmp-" in p.name]
+    assert not [p for p in (tmp_path / "chip=0").iterdir() if ".tmp-" in p.name]
 
 
 WRITER = """
@@ -153,7 +153,7 @@ def test_killed_in_the_middle_of_writing(quick, tmp_path):
         assert p.stdout.readline().strip() == b"writing"  # inside write_artifact, between two table files
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
-    leftovers = [e for e in (tmp_path / "chip-0").iterdir() if ".tmp-" in e.name]
+    leftovers = [e for e in (tmp_path / "chip=0").iterdir() if ".tmp-" in e.name]
     assert leftovers  # the half-written directory exists, under a hidden temporary name ...
     for e in leftovers:
         with pytest.raises(ArtifactError):

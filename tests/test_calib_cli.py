@@ -24,7 +24,7 @@ def store(tmp_path_factory):
 def test_run_without_arguments_calibrates_chip_0_into_the_default_store(store):
     root, res = store
     latest = calib.ArtifactStore(root).latest(0)
-    assert latest is not None and latest.parent == root / "chip-0"
+    assert latest is not None and latest.parent == root / "chip=0"
     assert f"artifact: {latest}" in res.stdout
     for stage in STAGES:  # progress per stage on stderr
         assert f"] {stage} ..." in res.stderr
