@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .common import echo_json, json_option, store_option
+from .common import echo_json, is_quiet, json_option, store_option, verbosity_options
 
 STATUS_ORDER = ("ok", "retried", "failed")
 
@@ -79,10 +79,6 @@ class _ProgressLines:
             click.echo("", err=True)
 
 
-def _quiet():
-    return click.get_current_context().find_root().params.get("quiet", False)
-
-
 def _outcome_lines(outcomes):
     lines = [f"{'chip':>6s} {'status':8s} {'tries':>5s} {'wall s':>7s} {'hw s':>6s} {'retries':>7s}  detail"]
     for o in outcomes:
@@ -103,6 +99,7 @@ def fleet():
 
 
 @fleet.command("run")
+@verbosity_options
 @click.option("--chips", "chips", required=True, callback=_chips, help="Chip ids: 0-63, or 0,3,5-7.")
 @click.option("--preset", default="default", show_default=True, help="Preset of every chip.")
 @store_option
@@ -129,7 +126,7 @@ def run(chips, preset, store_dir, workers, scheduler, max_attempts, placement, s
 
     options = Options(stages=stages, seed=seed)
     store = ArtifactStore(store_dir)
-    shown = _ProgressLines(_quiet())
+    shown = _ProgressLines(is_quiet())
     with _open(workers, scheduler, placement) as f:
         outcomes = lib.run(f, chips, store, preset=preset, options=options, seed=seed,
                            backend=lib.Backend(transient_rate=link_errors), max_attempts=max_attempts,
@@ -146,6 +143,7 @@ def run(chips, preset, store_dir, workers, scheduler, max_attempts, placement, s
 
 
 @fleet.command("verify")
+@verbosity_options
 @click.option("--chips", "chips", default=None, callback=_chips, help="Chip ids (default: every chip in the store).")
 @store_option
 @_cluster_options
@@ -166,7 +164,7 @@ def verify(chips, store_dir, workers, scheduler, max_attempts, recalibrate_stale
     store = ArtifactStore(store_dir)
     if chips is None and not store.chips():
         raise click.ClickException(f"no chips in the store {store.root}")
-    shown = _ProgressLines(_quiet())
+    shown = _ProgressLines(is_quiet())
     with _open(workers, scheduler) as f:
         outcomes = lib.verify(f, store, chips, recalibrate_stale=recalibrate_stale, seed=seed, hours=hours,
                               max_attempts=max_attempts, progress=shown)
@@ -188,6 +186,7 @@ def verify(chips, store_dir, workers, scheduler, max_attempts, recalibrate_stale
 
 
 @fleet.command("summary")
+@verbosity_options
 @store_option
 @click.option("--chips", "chips", default=None, callback=_chips, help="Chip ids (default: every chip in the store).")
 @json_option
@@ -220,10 +219,12 @@ def summary(store_dir, chips, as_json, as_csv, out_path):
 
 
 @fleet.command("report")
+@verbosity_options
 @store_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="New directory for index.html and its figures.")
-def report(store_dir, out_dir):
+@json_option
+def report(store_dir, out_dir, as_json):
     """An HTML page with the distributions across chips and the outliers highlighted."""
     from bss2_calib.calib import ArtifactStore
     from bss2_calib.calib import fleet as lib
@@ -236,14 +237,22 @@ def report(store_dir, out_dir):
     if df.empty:
         raise click.ClickException(f"no calibrated chips in the store {store.root}")
     page = write_fleet_report(df, out_dir)
-    click.echo(f"report: {page}")
+    if as_json:
+        echo_json({"report": str(page), "chips": int(len(df))})
+    else:
+        click.echo(f"report: {page}")
 
 
 @fleet.command("migrate")
+@verbosity_options
 @store_option
-def migrate(store_dir):
+@json_option
+def migrate(store_dir, as_json):
     """Rename a store's legacy chip-N folders to hive-style chip=N (run while nothing writes to it)."""
     from bss2_calib.calib import ArtifactStore
 
     moved = ArtifactStore(store_dir).migrate()
+    if as_json:
+        echo_json({"migrated": [str(m) for m in moved]})
+        return
     click.echo(f"migrated {len(moved)} chip folders" + (f": {', '.join(map(str, moved))}" if moved else ""))

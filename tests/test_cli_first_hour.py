@@ -34,7 +34,7 @@ def store(tmp_path_factory):
 
 def test_subcommands_are_added_explicitly_and_share_their_options():
     assert set(main.commands) == {"chip", "run", "list", "show", "verify", "characterize", "report", "infer",
-                                  "profile"}
+                                  "profile", "fleet"}
     for path in CLI_DIR.glob("cmd_*.py"):
         text = path.read_text(encoding="utf-8")
         assert "from .main" not in text and "import main" not in text, path.name  # no circular import
@@ -50,7 +50,7 @@ def test_run_says_where_the_store_is_and_explains_its_columns(store):
     root, first, second = store
     lines = first.stdout.splitlines()
     assert f"store:    {root} (chip-2 names this artifact for preset noiseless;" in first.stdout
-    assert lines[-2].startswith("artifact: " + str(root / "chip-2"))
+    assert lines[-2].startswith("artifact: " + str(root / "chip=2"))
     legend = " ".join(first.stdout[first.stdout.index("legend:"):].split())
     assert "Nr = configure-and-measure rounds" in legend and "Nv = probe vectors" in legend
     assert re.search(r"^offsets .* 512v ", first.stdout, re.M) and re.search(r"^v_reset .* \d+r ", first.stdout, re.M)
@@ -180,4 +180,4 @@ def test_the_readme_example_runs_twice_in_a_row(tmp_path):
         paths.append(path)
         # 300 rows are 3 tiles of 128, each read with ~1.8 LSB of noise: sqrt(3) * 1.8 = 3.1 LSB rms, no bias
         assert abs(float(bias)) < 0.5 and float(rms) < 4.0
-    assert paths[0] != paths[1] and all(Path(p).parent == tmp_path / "store" / "chip-3" for p in paths)
+    assert paths[0] != paths[1] and all(Path(p).parent == tmp_path / "store" / "chip=3" for p in paths)
