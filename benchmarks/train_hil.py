@@ -8,8 +8,8 @@ Usage::
 Starts from ``data/models/mnist_int.npz`` (the float-trained model quantized by
 ``benchmarks/train_mnist.py``), runs every forward pass on ``default`` chip
 ``--chip`` with its calibration applied and back-propagates through the linear
-model with the gain measured on that chip (``infer.hil``). Writes the tuned
-:class:`~infer.mnist.IntegerModel` (int8 weights, no pickle; inference needs
+model with the gain measured on that chip (``infer.apps.training``). Writes the tuned
+integer model (int8 weights, no pickle; inference needs
 no torch) and a JSON file next to it recording how it was made. The test set
 is not used for training; accuracy on it is printed at the end. (The default
 learning rate and logit scale were picked among a handful of runs compared on
@@ -35,7 +35,8 @@ for p in (REPO, REPO / "benchmarks"):
 
 from accuracy import PRESET, calibration_for  # noqa: E402
 from bss2_calib.chipsim import Chip  # noqa: E402
-from bss2_calib.infer import Engine, matmul_backend, mnist  # noqa: E402
+from bss2_calib.infer import Engine  # noqa: E402
+from bss2_calib.infer.apps import mnist  # noqa: E402
 from bss2_calib.infer.data import load_mnist  # noqa: E402
 
 log = logging.getLogger("train_hil")
@@ -63,10 +64,10 @@ def main(argv=None):
     except ImportError:
         log.error("needs PyTorch: pip install torch==2.13.0")
         return 1
-    from bss2_calib.infer import hil
+    from bss2_calib.infer.apps import training
 
     torch.set_num_threads(args.threads)
-    start = mnist.IntegerModel.load(args.start)
+    start = mnist.APP.load_model(args.start)
     artifact, where = calibration_for(args.chip, args.calibration, args.store)
     log.info("chip %d: %s", args.chip, where)
     chip = Chip(args.chip, PRESET, noise_seed=args.seed)
@@ -74,15 +75,15 @@ def main(argv=None):
     measured = {n: engine.measure(num_sends=n) for n in sorted(set(start.num_sends))}
     log.info("measured gain/noise: %s", {n: (round(m.gain, 6), round(m.noise_std, 3)) for n, m in measured.items()})
     x_train, y_train = load_mnist("train")
-    options = hil.HILOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    options = training.HILOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              logit_scale=args.logit_scale, seed=args.seed)
     t0 = time.perf_counter()
-    tuned = hil.train(start, engine, x_train, y_train, options)
+    tuned = training.train_hil(mnist.APP, start, engine, x_train, y_train, options)
     t_train = time.perf_counter() - t0
     tuned.save(args.out)
     x_test, y_test = load_mnist("test")
-    acc_before = mnist.evaluate(start, x_test, y_test, matmul_backend(engine))
-    acc_after = mnist.evaluate(tuned, x_test, y_test, matmul_backend(engine))
+    acc_before = mnist.APP.evaluate(start, x_test, y_test, engine).accuracy
+    acc_after = mnist.APP.evaluate(tuned, x_test, y_test, engine).accuracy
     info = {
         "made_by": "benchmarks/train_hil.py", "start_model": str(args.start.relative_to(REPO))
         if args.start.is_relative_to(REPO) else str(args.start),
@@ -96,7 +97,7 @@ def main(argv=None):
         "torch": torch.__version__,
     }
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    changed = [int(np.count_nonzero(getattr(tuned, n) != getattr(start, n))) for n in mnist.LAYERS]
+    changed = [int(np.count_nonzero(tuned.weights[n] != start.weights[n])) for n in mnist.ARCH.names]
     print(f"test accuracy on chip {args.chip}: {acc_before:.4f} -> {acc_after:.4f} "
           f"(weights changed per layer: {changed}); training {t_train:.0f} s; wrote {args.out}")
     return 0
