@@ -100,8 +100,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--select", action="store_true", help="only compare the candidate settings on validation")
     ap.add_argument("--store", type=Path, default=None, help="artifact store for chip 0's calibration")
-    ap.add_argument("--hil-lrs", default="0.005,0.01,0.02", help="HIL learning rates tried (validation picks)")
-    ap.add_argument("--hil-epochs", type=int, default=10)
+    ap.add_argument("--hil-lrs", default="0.05,0.1,0.2", help="HIL learning rates tried (validation picks)")
+    ap.add_argument("--hil-epochs", type=int, default=5)
+    ap.add_argument("--hil-only", action="store_true",
+                    help="start from the har_float.npz and har_int.npz already in --out-dir (a previous run's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", type=Path, default=MODELS)
     args = ap.parse_args(argv)
@@ -119,12 +121,19 @@ def main(argv=None):
         return 0
 
     t_start = time.perf_counter()
-    app, fw = train_float(CHOSEN, fit)
-    float_val = app.evaluate_float(fw, val.x, val.y)
-    calib = np.random.default_rng(SEED).choice(len(fit), CALIB_WINDOWS, replace=False)
     q = QuantizeOptions()
-    model = har.quantize(fw, fit.x[calib], fit.y[calib],
-                         lambda: MockEngine(q.gain, 2.0, np.random.default_rng(SEED + 1)), q)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.hil_only:
+        app = app_for(CHOSEN)
+        fw, model = app.load_float(args.out_dir / "har_float.npz"), app.load_model(args.out_dir / "har_int.npz")
+    else:
+        app, fw = train_float(CHOSEN, fit)
+        calib = np.random.default_rng(SEED).choice(len(fit), CALIB_WINDOWS, replace=False)
+        model = har.quantize(fw, fit.x[calib], fit.y[calib],
+                             lambda: MockEngine(q.gain, 2.0, np.random.default_rng(SEED + 1)), q)
+        fw.save(args.out_dir / "har_float.npz", info={"seed": SEED, "data_sha256": sha})
+        model.save(args.out_dir / "har_int.npz")
+    float_val = app.evaluate_float(fw, val.x, val.y)
     mock_val = [app.evaluate(model, val.x, val.y, MockEngine(q.gain, 2.0, np.random.default_rng(100 + k)))
                 for k in range(3)]
     log.info("float validation %.4f; quantized on the mock %s; num_sends %s, shifts %s", float_val.accuracy,
@@ -137,6 +146,7 @@ def main(argv=None):
         return app.evaluate(m, val.x, val.y, Engine(Chip(0, PRESET, noise_seed=seed), artifact))
 
     before = on_chip(model)
+    log.info("quantized model on calibrated chip 0: validation accuracy %.4f", before.accuracy)
     hil_runs = {}
     for lr in (float(v) for v in args.hil_lrs.split(",")):
         curve = []
@@ -149,7 +159,6 @@ def main(argv=None):
     lr_best = max(hil_runs, key=lambda k: hil_runs[k][0].accuracy)
     after, tuned, _ = hil_runs[lr_best]
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "made_by": "benchmarks/train_har.py", "seed": SEED, "data": har_data.RELATIVE_PATH,
         "data_distribution": f"{har_data.DISTRIBUTION}==0.1.5", "data_sha256": sha,
@@ -160,14 +169,13 @@ def main(argv=None):
         "quantization": dataclasses.asdict(q) | {"calibration_windows": CALIB_WINDOWS, "mock_noise_std": 2.0},
         "num_sends": list(model.num_sends), "relu_shifts": list(model.relu_shifts),
         "hil": {"chip_id": 0, "preset": PRESET, "calibration": where, "epochs": args.hil_epochs,
+                "batch_size": training.HILOptions.batch_size, "logit_scale": training.HILOptions.logit_scale,
                 "lrs_tried": {str(k): v[0].accuracy for k, v in hil_runs.items()}, "lr": lr_best,
                 "validation_per_epoch": {str(k): v[2] for k, v in hil_runs.items()}},
         "validation": {"float": float_val.to_dict(), "mock_int": [s.accuracy for s in mock_val],
                        "calibrated_chip0_int": before.to_dict(), "calibrated_chip0_hil": after.to_dict()},
-        "torch": torch.__version__, "total_seconds": round(time.perf_counter() - t_start, 1),
+        "torch": torch.__version__, "seconds": round(time.perf_counter() - t_start, 1),
     }
-    fw.save(args.out_dir / "har_float.npz", info={"seed": SEED, "data_sha256": sha})
-    model.save(args.out_dir / "har_int.npz")
     tuned.save(args.out_dir / "har_hil.npz")
     (args.out_dir / "har.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"validation accuracy: float {float_val.accuracy:.4f}, mock {np.mean([s.accuracy for s in mock_val]):.4f}, "

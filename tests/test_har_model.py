@@ -132,6 +132,7 @@ def test_shipped_mnist_files_keep_their_format(tmp_path):
     assert json.loads(str(np.load(back)["metadata"]))["format"] == "bss2-calib/mnist-integer-model"
 
 
+@pytest.mark.slow
 def test_the_calibrated_engine_runs_the_har_model(shipped):
     from bss2_calib import calib
 
