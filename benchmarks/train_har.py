@@ -165,6 +165,7 @@ def main(argv=None):
         "subjects": {"test": list(har_data.TEST_SUBJECTS), "validation": list(har_data.VALIDATION_SUBJECTS)},
         "windows": {"fit": len(fit), "validation": len(val)},
         "setting": {k: list(v) if isinstance(v, tuple) else v for k, v in CHOSEN.items()},
+        "setting_chosen_by": "benchmarks/train_har.py --select (float validation accuracy, docs/benchmarks.md)",
         "float_training": {"epochs": EPOCHS, "batch_size": 128, "optimizer": "Adam+OneCycle"},
         "quantization": dataclasses.asdict(q) | {"calibration_windows": CALIB_WINDOWS, "mock_noise_std": 2.0},
         "num_sends": list(model.num_sends), "relu_shifts": list(model.relu_shifts),
