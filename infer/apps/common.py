@@ -239,8 +239,8 @@ class App:
         Raw samples -> integer input (n, *arch.input_shape), 0..31.
     float_input : callable (raw, FloatWeights) -> ndarray of float
         Raw samples -> the float network's input.
-    load_test : callable (limit) -> (raw, labels)
-        The test split (first ``limit`` samples if given).
+    load_test, load_train : callable (limit) -> (raw, labels)
+        The test and the training split (first ``limit`` samples if given).
     default_models : tuple of str
         File names under the package's ``data/models``, best first.
     unit : str
@@ -254,6 +254,7 @@ class App:
     encode: Callable
     float_input: Callable
     load_test: Callable
+    load_train: Callable
     default_models: tuple
     unit: str = "samples"
 

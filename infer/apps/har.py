@@ -110,15 +110,24 @@ def choose_scale(x, percentile):
     return [float(s) for s in np.percentile(np.abs(_check_windows(x)), percentile, axis=(0, 2))]
 
 
+def _load(subjects, limit):
+    w, _ = har_data.load_windows()
+    part = w.of_subjects(subjects)
+    return (part.x, part.y) if limit is None else (part.x[:limit], part.y[:limit])
+
+
 def load_test(limit=None):
     """The test subjects' windows and classes (first ``limit`` windows if given)."""
-    w, _ = har_data.load_windows()
-    test = w.of_subjects(har_data.TEST_SUBJECTS)
-    return (test.x, test.y) if limit is None else (test.x[:limit], test.y[:limit])
+    return _load(har_data.TEST_SUBJECTS, limit)
+
+
+def load_train(limit=None):
+    """The training subjects' windows (validation subjects included) and classes."""
+    return _load(har_data.TRAIN_SUBJECTS, limit)
 
 
 APP = App(ARCH, har_data.ACTIVITIES, ("input_encoding", "input_scale"), check_input, encode, float_input,
-          load_test, ("har_hil.npz", "har_int.npz"), unit="windows")
+          load_test, load_train, ("har_hil.npz", "har_int.npz"), unit="windows")
 
 
 def quantize(weights, x, labels, engine_factory, options=Q.QuantizeOptions()):

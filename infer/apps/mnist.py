@@ -115,8 +115,14 @@ def load_test(limit=None):
     return load_mnist("test", limit=limit)
 
 
+def load_train(limit=None):
+    from ..data import load_mnist
+
+    return load_mnist("train", limit=limit)
+
+
 APP = App(ARCH, tuple(str(d) for d in range(10)), ("input_gain", "input_shift"), check_input, encode,
-          float_input, load_test, ("mnist_hil.npz", "mnist_int.npz"), unit="images")
+          float_input, load_test, load_train, ("mnist_hil.npz", "mnist_int.npz"), unit="images")
 
 
 def quantize(weights, images, labels, engine_factory, options=Q.QuantizeOptions()):

@@ -25,7 +25,7 @@ from ..errors import InferValueError
 from .common import FloatWeights
 
 __all__ = ["FloatTrainOptions", "HILOptions", "chip_network", "float_network", "float_weights_of",
-           "integer_model_of", "train_float", "train_hil"]
+           "integer_model_of", "net_forward", "train_float", "train_hil", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,45 @@ def integer_model_of(net, template):
     return template.replace(weights=ws)
 
 
+def net_forward(net, x, engine=None):
+    """Forward pass of a :func:`chip_network` network; ``engine``, if given, replaces the layers' own."""
+    for m in net:
+        x = m(x, engine) if isinstance(m, chip_torch._ChipModule) else m(x)
+    return x
+
+
+def train_step(net, optimizer, x, labels, logit_scale, engine=None):
+    """One optimiser step: forward on the chip, backward through the linear model, weights clamped.
+
+    Parameters
+    ----------
+    net : torch.nn.Sequential
+        A :func:`chip_network` network.
+    optimizer : torch.optim.Optimizer
+        Over the network's weights.
+    x : Tensor of shape (batch, *input_shape)
+        Activations 0..31 (the application's encoding).
+    labels : Tensor of int64, shape (batch,)
+    logit_scale : float
+        Factor applied to the logits before the softmax.
+    engine : Engine, optional
+        Runs the forward pass instead of the layers' own engine.
+
+    Returns
+    -------
+    loss : Tensor (0-d, detached)
+    logits : Tensor of shape (batch, n_classes) (detached)
+    """
+    logits = net_forward(net, x, engine)
+    loss = torch.nn.functional.cross_entropy(logits * logit_scale, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    for m in _chip_layers(net):
+        m.clamp_weights_()
+    return loss.detach(), logits.detach()
+
+
 def train_hil(app, model, engine, raw, labels, options=HILOptions(), *, on_epoch=None):
     """Fine-tune ``model`` with the chip(s) of ``engine`` in the loop.
 
@@ -237,28 +276,20 @@ def train_hil(app, model, engine, raw, labels, options=HILOptions(), *, on_epoch
     if len(labels) != len(raw) or not len(labels):
         raise InferValueError("need one label per training sample and at least one sample")
     net = chip_network(model, engine, options.mask_saturated)
-    chip_layers = _chip_layers(net)
-    opt = torch.optim.Adam([m.weight for m in chip_layers], lr=options.lr)
+    opt = torch.optim.Adam([m.weight for m in _chip_layers(net)], lr=options.lr)
     steps_per_epoch = (len(labels) + options.batch_size - 1) // options.batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=options.epochs * steps_per_epoch)
     rng = np.random.default_rng(options.seed)
     y_all = torch.from_numpy(labels.astype(np.int64))
-    loss_fn = torch.nn.CrossEntropyLoss()
     for epoch in range(options.epochs):
         order = rng.permutation(len(labels))
         t0, total, correct = time.perf_counter(), 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * options.batch_size:(step + 1) * options.batch_size]
             x = torch.from_numpy(app.encode(raw[idx], model.input).astype(np.float32))
-            logits = net(x)
-            loss = loss_fn(logits * options.logit_scale, y_all[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss, logits = train_step(net, opt, x, y_all[idx], options.logit_scale)
             sched.step()
-            for m in chip_layers:
-                m.clamp_weights_()
-            total += float(loss.detach()) * len(idx)
+            total += float(loss) * len(idx)
             correct += int((logits.argmax(1) == y_all[idx]).sum())
         log.info("epoch %d/%d: loss %.4f, train accuracy on chip %.4f, %.0f s", epoch + 1, options.epochs,
                  total / len(labels), correct / len(labels), time.perf_counter() - t0)
