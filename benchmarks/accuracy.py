@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/accuracy.py [--model mnist|har] [--chips 1,2,3,4] [--seeds 3] [--limit N]
-                                  [--calibration calib|oracle] [--store DIR] [--json PATH]
+                                  [--calibration calib|oracle] [--store DIR] [--json PATH] [--calibrated-only]
 
 Rows, on the application's full test set unless ``--limit`` (MNIST: the 10k test images; HAR: the
 windows of the test subjects 2, 4, 9, 10, 12, 13, 18, 20, 24): float software; the float-trained
@@ -125,6 +125,8 @@ def main(argv=None):
     ap.add_argument("--store", type=Path, default=None,
                     help="artifact store to take (and keep) calibrations from; default: calibrate afresh")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument("--calibrated-only", action="store_true",
+                    help="only the float row and the two calibrated rows (the mock and uncalibrated rows cost most)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -158,16 +160,18 @@ def main(argv=None):
     seeds = [(c, 1000 + 100 * c + k) for c in chips for k in range(args.seeds)]
     on = [c for c, _ in seeds]
     ids = ", ".join(map(str, chips))
-    add("hxtorch-mock preset", "float-trained",
-        [run(app, m_int, raw, labels, c, "hxtorch-mock", None, s) for c, s in seeds], f"{ids} (hxtorch-mock)", on)
-    add("default chips, uncalibrated", "float-trained",
-        [run(app, m_int, raw, labels, c, PRESET, None, s) for c, s in seeds], ids, on)
+    if not args.calibrated_only:
+        add("hxtorch-mock preset", "float-trained",
+            [run(app, m_int, raw, labels, c, "hxtorch-mock", None, s) for c, s in seeds], f"{ids} (hxtorch-mock)", on)
+        add("default chips, uncalibrated", "float-trained",
+            [run(app, m_int, raw, labels, c, PRESET, None, s) for c, s in seeds], ids, on)
     calibrated = add("default chips, calibrated", "float-trained",
                      [run(app, m_int, raw, labels, c, PRESET, arts[c], s) for c, s in seeds], ids, on)
     hil = add("HIL (trained on calibrated chip 0), calibrated", "HIL",
               [run(app, m_hil, raw, labels, c, PRESET, arts[c], s) for c, s in seeds], ids, on)
-    add("HIL weights, uncalibrated", "HIL",
-        [run(app, m_hil, raw, labels, c, PRESET, None, s) for c, s in seeds], ids, on)
+    if not args.calibrated_only:
+        add("HIL weights, uncalibrated", "HIL",
+            [run(app, m_hil, raw, labels, c, PRESET, None, s) for c, s in seeds], ids, on)
 
     points = TARGET_POINTS[args.model]
     targets = {f"calibrated_hil_within_{points}_of_float": hil["accuracy"] >= float_row["accuracy"] - points / 100,
