@@ -1,16 +1,18 @@
-"""MNIST accuracy on simulated chips: what calibration and hardware-in-the-loop training buy.
+"""Accuracy of an application on simulated chips: what calibration and hardware-in-the-loop training buy.
 
 Usage::
 
-    python benchmarks/accuracy.py [--limit N] [--calibration calib|oracle] [--store DIR] [--json PATH] [--seeds N]
+    python benchmarks/accuracy.py [--model mnist|har] [--chips 1,2,3,4] [--seeds 3] [--limit N]
+                                  [--calibration calib|oracle] [--store DIR] [--json PATH] [--calibrated-only]
 
-Rows (full 10k test set unless ``--limit``): float software; the float-trained
-integer model on the ``hxtorch-mock`` preset, on ``default`` chip 0 uncalibrated
-and calibrated; the hardware-in-the-loop (HIL) model (``data/models/mnist_hil.npz``,
-made by ``benchmarks/train_hil.py`` on calibrated chip 0) on chip 0, on four
-other calibrated chips and on the same four uncalibrated; for comparison the
-float-trained model on those four calibrated chips. Also throughput of the
-calibrated inference (images/s wall, simulated hardware time per image).
+Rows, on the application's full test set unless ``--limit`` (MNIST: the 10k test images; HAR: the
+windows of the test subjects 2, 4, 9, 10, 12, 13, 18, 20, 24): float software; the float-trained
+integer model (``data/models/<model>_int.npz``) on the ``hxtorch-mock`` preset, on the ``default``
+chips uncalibrated and calibrated; the hardware-in-the-loop (HIL) model (``<model>_hil.npz``, trained
+on calibrated chip 0) on the same chips calibrated and uncalibrated. Every chip row runs each chip
+of ``--chips`` with ``--seeds`` trial-to-trial noise seeds (seed ``1000 + 100 * chip + k``) and
+reports accuracy and macro-F1 as mean +- sd over all (chip, seed) runs, plus the mean per chip.
+Also the throughput of the calibrated inference.
 
 Calibration: ``calib`` (default) calibrates each chip afresh with
 ``calib.calibrate`` (deterministic: noise seed = chip id), or takes its latest
@@ -19,7 +21,8 @@ artifact from ``--store`` (calibrating and saving chips that have none there);
 from the simulator's hidden truth (a perfect calibration; benchmarks only) with
 the leak switched off, to separate the engine from the calibration's quality.
 
-MNIST: Y. LeCun, C. Cortes, C. Burges; CC BY-SA 3.0.
+MNIST: Y. LeCun, C. Cortes, C. Burges; CC BY-SA 3.0. HAR: J.-L. Reyes-Ortiz, L. Oneto, A. Samà,
+X. Parra, D. Anguita, Neurocomputing 2016 (UCI HAPT); CC BY 4.0.
 """
 import argparse
 import json
@@ -35,13 +38,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bss2_calib.chipsim import Chip  # noqa: E402
-from bss2_calib.infer import Corrections, Engine, matmul_backend, mnist  # noqa: E402
-from bss2_calib.infer.data import load_mnist  # noqa: E402
+from bss2_calib.infer import Corrections, Engine, apps  # noqa: E402
+from bss2_calib.infer.apps.inference import run_inference  # noqa: E402
 
 log = logging.getLogger("accuracy")
 MODELS = REPO / "data" / "models"
 PRESET = "default"
-OTHER_CHIPS = (1, 2, 3, 4)
+#: the HIL target per application: calibrated + HIL within this many points of float (mean over runs)
+TARGET_POINTS = {"mnist": 0.3, "har": 1.0}
 
 
 # ------------------------------------------------------------ calibrations
@@ -97,83 +101,86 @@ def calibration_for(chip_id, how, store=None):
 
 
 # --------------------------------------------------------------- evaluation
-def run(model, images, labels, chip_id, preset, artifact, seed):
-    """Accuracy, wall time and simulated hardware time of one model on one chip."""
-    chip = Chip(chip_id, preset, noise_seed=seed)
-    engine = Engine(chip, artifact)
-    t0 = time.perf_counter()
-    acc = mnist.evaluate(model, images, labels, matmul_backend(engine), batch_size=2000)
-    wall = time.perf_counter() - t0
-    return {"accuracy": acc, "wall_s": wall, "hw_time_s": engine.stats["hw_time_s"],
-            "images_per_s": len(labels) / wall, "hw_us_per_image": 1e6 * engine.stats["hw_time_s"] / len(labels)}
+def run(app, model, raw, labels, chip_id, preset, artifact, seed):
+    """Scores, wall time and simulated hardware time of one model on one chip."""
+    engine = Engine(Chip(chip_id, preset, noise_seed=seed), artifact)
+    return run_inference(app, model, engine, raw, labels, batch_size=2000)
+
+
+def summary(results):
+    """Mean and sd (over runs) of accuracy and macro-F1."""
+    acc, f1 = (np.array([r[k] for r in results]) for k in ("accuracy", "macro_f1"))
+    sd = (lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else 0.0)
+    return {"accuracy": float(acc.mean()), "accuracy_sd": sd(acc), "macro_f1": float(f1.mean()),
+            "macro_f1_sd": sd(f1), "runs": len(results)}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=None, help="first N test images only")
+    ap.add_argument("--model", choices=apps.names(), default="mnist")
+    ap.add_argument("--chips", default="1,2,3,4", help="comma-separated chip ids of the chip rows")
+    ap.add_argument("--seeds", type=int, default=3, help="noise seeds per chip")
+    ap.add_argument("--limit", type=int, default=None, help="first N test samples only")
     ap.add_argument("--calibration", choices=("calib", "oracle"), default="calib")
     ap.add_argument("--store", type=Path, default=None,
                     help="artifact store to take (and keep) calibrations from; default: calibrate afresh")
-    ap.add_argument("--float-weights", type=Path, default=MODELS / "mnist_float.npz")
-    ap.add_argument("--int-weights", type=Path, default=MODELS / "mnist_int.npz")
-    ap.add_argument("--hil-weights", type=Path, default=MODELS / "mnist_hil.npz")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
-    ap.add_argument("--seeds", type=int, default=0,
-                    help="also run calibrated chip 0 (float-trained and HIL weights) with this many other noise seeds")
+    ap.add_argument("--calibrated-only", action="store_true",
+                    help="only the float row and the two calibrated rows (the mock and uncalibrated rows cost most)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    images, labels = load_mnist("test", limit=args.limit)
-    fw = mnist.FloatWeights.load(args.float_weights)
-    m_int = mnist.IntegerModel.load(args.int_weights)
-    m_hil = mnist.IntegerModel.load(args.hil_weights)
+    app = apps.get(args.model)
+    chips = [int(c) for c in args.chips.split(",")]
+    if args.seeds < 1 or not chips:
+        ap.error("need at least one chip and one seed")
+    raw, labels = app.load_test(args.limit)
+    fw = app.load_float(MODELS / f"{args.model}_float.npz")
+    m_int = app.load_model(MODELS / f"{args.model}_int.npz")
+    m_hil = app.load_model(MODELS / f"{args.model}_hil.npz")
     arts, where = {}, {}
-    for cid in (0,) + OTHER_CHIPS:
+    for cid in chips:
         arts[cid], where[cid] = calibration_for(cid, args.calibration, args.store)
         log.info("chip %d: %s", cid, where[cid])
 
     rows = []
 
-    def add(name, weights, chips, results):
-        accs = [r["accuracy"] for r in results]
-        rows.append({"row": name, "weights": weights, "chips": chips, "accuracy": float(np.mean(accs)),
-                     "accuracies": accs, "results": results})
-        log.info("%-45s %s", name, " ".join(f"{100 * a:.2f}" for a in accs))
+    def add(name, weights, results, chips_used, run_chips=()):
+        row = {"row": name, "weights": weights, "chips": chips_used, **summary(results),
+               "per_chip": {c: summary([r for r, rc in zip(results, run_chips) if rc == c])["accuracy"]
+                            for c in sorted(set(run_chips))},
+               "results": [{k: r[k] for k in ("accuracy", "macro_f1", "samples_per_s", "hw_time_per_sample_us")
+                            if k in r} for r in results]}
+        rows.append(row)
+        log.info("%-45s accuracy %.2f +- %.2f %%, macro-F1 %.2f %%", name, 100 * row["accuracy"],
+                 100 * row["accuracy_sd"], 100 * row["macro_f1"])
+        return row
 
-    float_acc = float(np.mean(np.argmax(mnist.float_forward(fw, images), 1) == labels))
-    add("float software", "float", "-", [{"accuracy": float_acc}])
-    add("hxtorch-mock preset", "float-trained", "0 (hxtorch-mock)",
-        [run(m_int, images, labels, 0, "hxtorch-mock", None, 100)])
-    add("default chip, uncalibrated", "float-trained", "0", [run(m_int, images, labels, 0, PRESET, None, 100)])
-    calibrated = run(m_int, images, labels, 0, PRESET, arts[0], 100)
-    add("default chip, calibrated", "float-trained", "0", [calibrated])
-    hil = run(m_hil, images, labels, 0, PRESET, arts[0], 100)
-    add("HIL-trained on calibrated chip 0", "HIL", "0", [hil])
-    others = ", ".join(map(str, OTHER_CHIPS))
-    add("HIL weights, four other calibrated chips", "HIL", others,
-        [run(m_hil, images, labels, c, PRESET, arts[c], 100 + c) for c in OTHER_CHIPS])
-    add("HIL weights, the same four uncalibrated", "HIL", others,
-        [run(m_hil, images, labels, c, PRESET, None, 100 + c) for c in OTHER_CHIPS])
-    add("float-trained weights, four other calibrated chips", "float-trained", others,
-        [run(m_int, images, labels, c, PRESET, arts[c], 100 + c) for c in OTHER_CHIPS])
+    float_row = add("float software", "float", [app.evaluate_float(fw, raw, labels).to_dict()], "-")
+    seeds = [(c, 1000 + 100 * c + k) for c in chips for k in range(args.seeds)]
+    on = [c for c, _ in seeds]
+    ids = ", ".join(map(str, chips))
+    if not args.calibrated_only:
+        add("hxtorch-mock preset", "float-trained",
+            [run(app, m_int, raw, labels, c, "hxtorch-mock", None, s) for c, s in seeds], f"{ids} (hxtorch-mock)", on)
+        add("default chips, uncalibrated", "float-trained",
+            [run(app, m_int, raw, labels, c, PRESET, None, s) for c, s in seeds], ids, on)
+    calibrated = add("default chips, calibrated", "float-trained",
+                     [run(app, m_int, raw, labels, c, PRESET, arts[c], s) for c, s in seeds], ids, on)
+    hil = add("HIL (trained on calibrated chip 0), calibrated", "HIL",
+              [run(app, m_hil, raw, labels, c, PRESET, arts[c], s) for c, s in seeds], ids, on)
+    if not args.calibrated_only:
+        add("HIL weights, uncalibrated", "HIL",
+            [run(app, m_hil, raw, labels, c, PRESET, None, s) for c, s in seeds], ids, on)
 
-    spread = {}
-    if args.seeds:
-        for name, model in (("float-trained", m_int), ("HIL", m_hil)):
-            accs = [run(model, images, labels, 0, PRESET, arts[0], 1000 + i)["accuracy"] for i in range(args.seeds)]
-            spread[name] = {"seeds": list(range(1000, 1000 + args.seeds)), "accuracies": accs,
-                            "mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
-            log.info("calibrated chip 0, %s, %d noise seeds: %.2f +- %.2f %% (%.2f..%.2f)", name, len(accs),
-                     100 * np.mean(accs), 100 * spread[name]["std"], 100 * min(accs), 100 * max(accs))
-
-    targets = {
-        "calibrated_hil_at_least_98.0": hil["accuracy"] >= 0.980,
-        "calibrated_hil_within_0.3_of_float": hil["accuracy"] >= float_acc - 0.003,
-        "float_trained_calibrated_within_1_of_float": calibrated["accuracy"] >= float_acc - 0.01,
-    }
-    out = {"images": int(len(labels)), "calibration": args.calibration, "artifacts": where, "rows": rows,
-           "throughput": {k: calibrated[k] for k in ("images_per_s", "hw_us_per_image", "wall_s", "hw_time_s")},
-           "targets": targets, "noise_seeds": spread}
+    points = TARGET_POINTS[args.model]
+    targets = {f"calibrated_hil_within_{points}_of_float": hil["accuracy"] >= float_row["accuracy"] - points / 100,
+               "float_trained_calibrated_within_1_of_float": calibrated["accuracy"] >= float_row["accuracy"] - 0.01}
+    tp = calibrated["results"]
+    out = {"model": args.model, "samples": int(len(labels)), "unit": app.unit, "calibration": args.calibration,
+           "chips": chips, "seeds_per_chip": args.seeds, "artifacts": where, "rows": rows, "targets": targets,
+           "throughput": {"samples_per_s": float(np.median([r["samples_per_s"] for r in tp])),
+                          "hw_us_per_sample": float(np.median([r["hw_time_per_sample_us"] for r in tp]))}}
     print(markdown(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=float))
@@ -182,22 +189,19 @@ def main(argv=None):
 
 def markdown(out):
     """The table for docs/benchmarks.md."""
-    lines = [f"| configuration | weights | chip(s) | accuracy (%) |", "|---|---|---|---|"]
+    lines = ["| configuration | weights | chip(s) | accuracy (%) | macro-F1 (%) | per chip (accuracy %) |",
+             "|---|---|---|---|---|---|"]
     for r in out["rows"]:
-        accs = r["accuracies"]
-        detail = f"{100 * r['accuracy']:.2f}" if len(accs) == 1 else \
-            f"{100 * r['accuracy']:.2f} (" + ", ".join(f"{100 * a:.2f}" for a in accs) + ")"
-        lines.append(f"| {r['row']} | {r['weights']} | {r['chips']} | {detail} |")
+        pm = (lambda k: f"{100 * r[k]:.2f}" + (f" +- {100 * r[k + '_sd']:.2f}" if r["runs"] > 1 else ""))
+        per = ", ".join(f"{c}: {100 * a:.2f}" for c, a in r["per_chip"].items())
+        lines.append(f"| {r['row']} | {r['weights']} | {r['chips']} | {pm('accuracy')} | {pm('macro_f1')} | {per} |")
     t = out["throughput"]
     lines.append("")
-    lines.append(f"{out['images']} test images; calibration: {out['calibration']}. Calibrated inference: "
-                 f"{t['images_per_s']:.0f} images/s wall, {t['hw_us_per_image']:.0f} us simulated hardware time "
-                 f"per image.")
+    lines.append(f"{out['samples']} test {out['unit']}; chips {out['chips']} x {out['seeds_per_chip']} noise seeds "
+                 f"(mean +- sd over the runs); calibration: {out['calibration']}. Calibrated inference: "
+                 f"{t['samples_per_s']:.0f} {out['unit']}/s wall, {t['hw_us_per_sample']:.0f} us simulated hardware "
+                 f"time per sample (medians).")
     lines.append("Targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in out["targets"].items()))
-    for name, v in out.get("noise_seeds", {}).items():
-        a = 100 * np.array(v["accuracies"])
-        lines.append(f"Calibrated chip 0, {name} weights, {len(a)} other noise seeds: {a.mean():.2f} +- "
-                     f"{100 * v['std']:.2f} % ({a.min():.2f}..{a.max():.2f})")
     return "\n".join(lines)
 
 

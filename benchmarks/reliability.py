@@ -64,7 +64,8 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 from bss2_calib import calib  # noqa: E402
 from bss2_calib.chipsim import Chip  # noqa: E402
-from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Corrections, Engine, matmul_backend, mnist  # noqa: E402
+from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Corrections, Engine  # noqa: E402
+from bss2_calib.infer.apps.mnist import APP as MNIST  # noqa: E402
 from bss2_calib.infer.corrections import Faults  # noqa: E402
 from bss2_calib.infer.data import load_mnist  # noqa: E402
 
@@ -120,7 +121,7 @@ def detection(chip, artifact):
 def evaluate(model, images, labels, chip, artifact, options=CorrectionOptions()):
     engine = Engine(chip, artifact, correction=options)
     t0 = time.perf_counter()
-    acc = mnist.evaluate(model, images, labels, matmul_backend(engine), batch_size=2000)
+    acc = MNIST.evaluate(model, images, labels, engine, batch_size=2000).accuracy
     return acc, engine, time.perf_counter() - t0
 
 
@@ -134,7 +135,7 @@ def faults_part(chips, images, labels, tmp):
     custom.write_text(json.dumps(CUSTOM))
     twin = Path(tmp) / "harsh-fault-free.json"
     twin.write_text(json.dumps(HARSH_TWIN))
-    models = {k: mnist.IntegerModel.load(MODELS / f"{k}.npz") for k in MODEL_NAMES}
+    models = {k: MNIST.load_model(MODELS / f"{k}.npz") for k in MODEL_NAMES}
     out = []
     for name, preset, twin_preset in (("harsh", "harsh", twin), ("stuck1-dead2", custom, "default")):
         det = {k: dict.fromkeys(("faulty", "found", "false_alarms", "healthy", "wrong_kind"), 0) for k in KINDS}
@@ -179,7 +180,7 @@ def _accuracy(model, images, labels, chip, artifact):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ArtifactMismatchWarning)
         engine = Engine(chip, artifact, allow_mismatch=True)
-    return mnist.evaluate(model, images, labels, matmul_backend(engine), batch_size=2000)
+    return MNIST.evaluate(model, images, labels, engine, batch_size=2000).accuracy
 
 
 def drift_sweep(artifact, images, labels, models, *, hours=(), temperatures=(), noise_seed=7):
@@ -223,7 +224,7 @@ def first_points(points, drop=DROP):
 
 def drift_part(images, labels, chips=(0,)):
     """Ageing and temperature sweeps of every chip in ``chips`` (default preset, calibrated at 25 degC)."""
-    models = {k: mnist.IntegerModel.load(MODELS / f"{k}.npz") for k in MODEL_NAMES}
+    models = {k: MNIST.load_model(MODELS / f"{k}.npz") for k in MODEL_NAMES}
     out = {}
     for cid in chips:
         art = calib.calibrate(Chip(cid, "default", noise_seed=cid))

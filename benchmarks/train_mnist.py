@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/train_mnist.py [--epochs 30] [--seed 0] [--out-dir data/models]
 
-Writes ``mnist_float.npz`` (float weights) and ``mnist_int.npz`` (the :class:`IntegerModel`), both
+Float training, quantization and evaluation are the shared path of :mod:`infer.apps`. Writes
+``mnist_float.npz`` (float weights) and ``mnist_int.npz`` (the integer model), both
 without pickle, and prints the float test accuracy and the integer model's test accuracy with the
 noiseless and the mock (gain 0.002, noise 2 LSB) backends. Progress goes to stderr.
 
@@ -27,64 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from bss2_calib.infer.apps import MockEngine, mnist  # noqa: E402
+from bss2_calib.infer.apps.quantize import QuantizeOptions  # noqa: E402
 from bss2_calib.infer.data import load_mnist  # noqa: E402
-from bss2_calib.infer.mnist import (FloatWeights, QuantizeOptions, evaluate, exact_matmul,  # noqa: E402
-                         float_forward, mock_matmul, quantize)
 
 log = logging.getLogger("train_mnist")
-
-
-def build_net(torch):
-    """The paper's network in float: pad 1, conv 1->20 10x10 stride 5, 500-128-10, no biases."""
-    nn = torch.nn
-    return nn.Sequential(
-        nn.Conv2d(1, 20, kernel_size=10, stride=5, padding=1, bias=False), nn.ReLU(),
-        nn.Flatten(), nn.Linear(500, 128, bias=False), nn.ReLU(), nn.Linear(128, 10, bias=False))
-
-
-def to_tensor(torch, images):
-    """uint8 (n, 28, 28) -> float (n, 1, 28, 28) in 0..1 (pixels / 255)."""
-    return torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-
-
-def train(torch, images, labels, epochs, batch_size, lr, seed):
-    """Adam with a cosine learning-rate schedule; returns the trained network."""
-    torch.manual_seed(seed)
-    net = build_net(torch)
-    x, y = to_tensor(torch, images), torch.from_numpy(labels.astype(np.int64))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = epochs * ((len(y) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                pct_start=0.15)
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for epoch in range(epochs):
-        t0, total, correct = time.perf_counter(), 0.0, 0
-        net.train()
-        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-            out = net(x[idx])
-            loss = loss_fn(out, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == y[idx]).sum())
-        log.info("epoch %2d/%d: loss %.4f, train acc %.4f, %.1f s", epoch + 1, epochs,
-                 total / len(y), correct / len(y), time.perf_counter() - t0)
-    return net.eval()
-
-
-def torch_accuracy(torch, net, images, labels):
-    with torch.no_grad():
-        pred = net(to_tensor(torch, images)).argmax(1).numpy()
-    return float(np.mean(pred == labels))
-
-
-def float_weights_of(net) -> FloatWeights:
-    conv, fc1, fc2 = net[0].weight, net[3].weight, net[5].weight
-    return FloatWeights(conv=conv.detach().numpy(), fc1=fc1.detach().numpy().T,
-                        fc2=fc2.detach().numpy().T)
+APP = mnist.APP
 
 
 def main(argv=None) -> int:
@@ -105,6 +54,8 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         import torch
+
+        from bss2_calib.infer.apps import training
     except ImportError:
         log.error("needs PyTorch: pip install torch==2.13.0")
         return 1
@@ -119,25 +70,22 @@ def main(argv=None) -> int:
     calib = order[:args.calib_size] if args.holdout else rng.choice(fit_idx, args.calib_size,
                                                                     replace=False)
     t0 = time.perf_counter()
-    net = train(torch, x_train[fit_idx], y_train[fit_idx], args.epochs, args.batch_size, args.lr,
-                args.seed)
+    net = training.train_float(mnist.ARCH, mnist.float_input(x_train[fit_idx]), y_train[fit_idx],
+                               training.FloatTrainOptions(args.epochs, args.batch_size, args.lr, seed=args.seed))
     t_train = time.perf_counter() - t0
-    acc_float = torch_accuracy(torch, net, x_test, y_test)
-    weights = float_weights_of(net)
-    acc_float_np = float(np.mean(np.argmax(float_forward(weights, x_test), 1) == y_test))
-    log.info("float test accuracy %.4f (numpy reference %.4f), training %.0f s",
-             acc_float, acc_float_np, t_train)
+    weights = training.float_weights_of(net, mnist.ARCH, "pixels / 255")
+    acc_float = APP.evaluate_float(weights, x_test, y_test).accuracy
+    log.info("float test accuracy %.4f, training %.0f s", acc_float, t_train)
 
     t0 = time.perf_counter()
     calib_seed = args.seed + 1
     options = QuantizeOptions()
-    model = quantize(weights, x_train[calib], y_train[calib],
-                     lambda: mock_matmul(np.random.default_rng(calib_seed), gain=options.gain),
-                     options)
+    model = mnist.quantize(weights, x_train[calib], y_train[calib],
+                           lambda: MockEngine(options.gain, 2.0, np.random.default_rng(calib_seed)), options)
     t_quant = time.perf_counter() - t0
-    acc_exact = evaluate(model, x_test, y_test, exact_matmul(options.gain))
-    acc_mock = [evaluate(model, x_test, y_test,
-                         mock_matmul(np.random.default_rng(1000 + args.seed + k), options.gain))
+    acc_exact = APP.evaluate(model, x_test, y_test, MockEngine(options.gain)).accuracy
+    acc_mock = [APP.evaluate(model, x_test, y_test,
+                             MockEngine(options.gain, 2.0, np.random.default_rng(1000 + args.seed + k))).accuracy
                 for k in range(3)]
 
     summary = {
@@ -148,7 +96,7 @@ def main(argv=None) -> int:
         "quantize_seconds": round(t_quant, 1),
         "total_seconds": round(time.perf_counter() - t_start, 1),
         "epochs": args.epochs, "seed": args.seed, "calib_size": args.calib_size,
-        "input_gain": model.input_gain, "input_shift": model.input_shift,
+        **model.input,
         "num_sends": model.num_sends, "relu_shifts": model.relu_shifts,
         "weight_scales": [round(s, 3) for s in model.weight_scales],
     }
@@ -162,7 +110,7 @@ def main(argv=None) -> int:
           + ", ".join(f"{a:.4f}" for a in acc_mock) + f" (mean {np.mean(acc_mock):.4f})")
     print(f"training wall time:             {t_train:.1f} s "
           f"(quantization {t_quant:.1f} s, total {summary['total_seconds']:.1f} s)")
-    print(f"input: x = min(31, round(pixel * {model.input_gain} / 2**{model.input_shift}))")
+    print(f"input: x = min(31, round(pixel * {model.input['input_gain']} / 2**{model.input['input_shift']}))")
     print(f"num_sends (conv, fc1, fc2): {model.num_sends}; relu shifts: {model.relu_shifts}")
     print(f"weight scales (int per float unit): {summary['weight_scales']}")
     print(json.dumps(summary))

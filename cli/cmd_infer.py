@@ -1,28 +1,16 @@
-"""``bss2-calib infer``: run a network on a simulated chip and report accuracy and throughput."""
-import time
+"""``bss2-calib infer``: run an application (:mod:`infer.apps`) on a simulated chip; the loop lives in infer."""
 import warnings
 from pathlib import Path
 
 import click
-import numpy as np
 
 from bss2_calib.chipsim import Chip
 from bss2_calib.data import models_dir
+from bss2_calib.infer import apps
 
 from .common import chip_options, echo_json, json_option, progress, store_option, verbosity_options
 
 MODELS_DIR = Path(str(models_dir()))  # package data; a wheel installs it as plain files
-#: weights tried in order when --weights is not given
-DEFAULT_WEIGHTS = ("mnist_hil.npz", "mnist_int.npz")
-
-
-def default_weights():
-    """The shipped MNIST integer model: the hardware-in-the-loop one if present."""
-    for name in DEFAULT_WEIGHTS:
-        if (MODELS_DIR / name).is_file():
-            return MODELS_DIR / name
-    raise click.ClickException(f"no MNIST model under {MODELS_DIR} (run benchmarks/train_mnist.py) "
-                               "or give --weights")
 
 
 def _spare(ctx, param, value):
@@ -52,10 +40,12 @@ def load_artifact(ref, store_dir=None, preset=None):
 
 @click.command("infer")
 @verbosity_options
-@click.option("--model", type=click.Choice(["mnist"]), default="mnist", show_default=True,
-              help="Network to run (the paper's MNIST network).")
+@click.option("--model", "model_name", type=click.Choice(apps.names()), default="mnist", show_default=True,
+              help="Application: mnist (the paper's MNIST network) or har (activities of daily living "
+                   "from smartphone sensors).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Integer model file (.npz); default: data/models/mnist_hil.npz, else mnist_int.npz.")
+              help="Integer model file (.npz); default: the shipped data/models/<model>_hil.npz, else "
+                   "<model>_int.npz.")
 @chip_options
 @click.option("--artifact", default=None,
               help="Calibration artifact of the chip (a directory, or chip-N / chip-N/NAME in the store): "
@@ -65,9 +55,9 @@ def load_artifact(ref, store_dir=None, preset=None):
 @click.option("--chips", "fleet_chips", default=None,
               help="Run the model partitioned across these chips (0-3, or 0,2,5), each with its latest artifact "
                    "in the store (instead of --chip and --artifact).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test samples.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Images per forward pass (one engine call per layer).")
+              help="Samples per forward pass (one engine call per layer).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the chip's trial-to-trial noise.")
 @click.option("--allow-mismatch", is_flag=True, help="Use an artifact made for another chip/preset/conditions "
                                                       "(warns).")
@@ -81,17 +71,19 @@ def load_artifact(ref, store_dir=None, preset=None):
               help='Columns per tile to keep free for remapping (0..248), or "auto" (the most dead or noisy '
                    'neurons of a hemisphere).')
 @json_option
-def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, fleet_chips, limit, batch_size, seed,
+def infer(model_name, weights, chip_id, preset, artifact, store_dir, uncalibrated, fleet_chips, limit, batch_size,
+          seed,
           allow_mismatch, remap, spare_rows, spare_columns, as_json):
-    """Classify the MNIST test set on a simulated chip: accuracy and throughput."""
-    from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Engine, matmul_backend, mnist
-    from bss2_calib.infer.data import load_mnist
+    """Classify an application's test set on a simulated chip: accuracy, macro-F1 and throughput."""
+    from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Engine
+    from bss2_calib.infer.apps.inference import run_inference
 
     if (artifact is not None) + uncalibrated + (fleet_chips is not None) != 1:
         raise click.UsageError("give exactly one of --artifact PATH, --uncalibrated or --chips IDS")
+    app = apps.get(model_name)
     options = CorrectionOptions(remap=remap, spare_rows=spare_rows, spare_columns=spare_columns)
-    weights = weights or default_weights()
-    int_model = mnist.IntegerModel.load(weights)
+    weights = weights or app.default_model_path()
+    int_model = app.load_model(weights)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ArtifactMismatchWarning)
         if fleet_chips is not None:
@@ -106,29 +98,27 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, fl
             engine = Engine(chip, art, allow_mismatch=allow_mismatch, correction=options)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
-    images, labels = load_mnist("test", limit=limit)
+    raw, labels = app.load_test(limit)
+    unit, one = app.unit, app.unit[:-1]
     if limit is not None and limit > len(labels):
-        click.echo(f"Warning: --limit {limit} exceeds the {len(labels)} test images; using all of them", err=True)
-    backend = matmul_backend(engine)
-    correct = 0
-    t0 = time.perf_counter()
-    with progress(range(0, len(labels), batch_size), label="images") as starts:
-        for i in starts:
-            pred = mnist.predict(int_model, images[i:i + batch_size], backend)
-            correct += int(np.sum(pred == labels[i:i + batch_size]))
-    wall = time.perf_counter() - t0
-    n = len(labels)
-    hw = engine.stats["hw_time_s"]
-    macs = _macs_per_image(int_model)
+        click.echo(f"Warning: --limit {limit} exceeds the {len(labels)} test {unit}; using all of them", err=True)
+    with progress(length=len(labels), label=unit) as bar:
+        done = [0]
+
+        def advance(n_done):
+            bar.update(n_done - done[0])
+            done[0] = n_done
+        res = run_inference(app, int_model, engine, raw, labels, batch_size=batch_size, progress=advance)
+    n = res["samples"]
     out = {
-        "model": model, "weights": str(weights), "chip_id": chip_id if fleet_chips is None else None,
+        "model": model_name, "weights": str(weights), "chip_id": chip_id if fleet_chips is None else None,
         "chips": [c.chip_id for c in engine.chips], "preset": chip.preset.name,
         "calibrated": art is not None, "artifact": None if artifact is None else str(artifact),
-        "images": n, "correct": correct, "accuracy": correct / n,
-        "wall_time_s": wall, "images_per_s": n / wall if wall > 0 else float("inf"),
-        "hw_time_s": hw, "hw_time_per_image_us": 1e6 * hw / n,
-        "mop_per_image": macs / 1e6, "mops_per_s_wall": macs * n / wall / 1e6 if wall > 0 else float("inf"),
-        "mops_per_s_hw": macs * n / hw / 1e6 if hw > 0 else float("inf"),
+        unit: n, "correct": res["correct"], "accuracy": res["accuracy"],
+        "macro_f1": res["macro_f1"], "confusion": res["confusion"], "classes": list(app.classes),
+        "wall_time_s": res["wall_time_s"], f"{unit}_per_s": res["samples_per_s"], "hw_time_s": res["hw_time_s"],
+        f"hw_time_per_{one}_us": res["hw_time_per_sample_us"], f"mop_per_{one}": res["mop_per_sample"],
+        "mops_per_s_wall": res["mops_per_s_wall"], "mops_per_s_hw": res["mops_per_s_hw"],
         "engine": engine.report()["stats"],
         "faults": engine.fault_report().to_dict(),
     }
@@ -137,22 +127,14 @@ def infer(model, weights, chip_id, preset, artifact, store_dir, uncalibrated, fl
         return
     state = f"calibrated ({artifact})" if art is not None else "uncalibrated"
     where = f"chip {chip_id}" if fleet_chips is None else f"chips {', '.join(str(c) for c in out['chips'])}"
-    click.echo(f"{model} ({weights.name}) on {where}, preset {chip.preset.name}, {state}")
-    click.echo(f"accuracy        {100 * out['accuracy']:.2f} % ({correct}/{n})")
-    click.echo(f"throughput      {out['images_per_s']:.0f} images/s wall ({out['mops_per_s_wall']:.0f} MOp/s)")
-    click.echo(f"hardware time   {out['hw_time_per_image_us']:.0f} us per image simulated "
+    click.echo(f"{model_name} ({weights.name}) on {where}, preset {chip.preset.name}, {state}")
+    click.echo(f"accuracy        {100 * out['accuracy']:.2f} % ({out['correct']}/{n}); "
+               f"macro-F1 {100 * out['macro_f1']:.2f} %")
+    click.echo(f"throughput      {out[f'{unit}_per_s']:.0f} {unit}/s wall ({out['mops_per_s_wall']:.0f} MOp/s)")
+    click.echo(f"hardware time   {out[f'hw_time_per_{one}_us']:.0f} us per {one} simulated "
                f"({out['mops_per_s_hw']:.0f} MOp/s)")
     total = out["faults"]["total"]
     if any(c["met"] or c["placed"] for c in total.values()):
         parts = ", ".join(f"{k.replace('_', ' ')} {c['lost']} of {c['met']}" for k, c in total.items() if c["met"])
         click.echo(f"faults          {out['faults']['lost']} elements lost "
                    f"(remap {'on' if remap else 'off'}; lost of met: {parts})")
-
-
-def _macs_per_image(m):
-    """Multiply-accumulates per image, counted as rows x columns x vectors of every layer."""
-    from bss2_calib.infer import mnist
-
-    conv_rows, conv_cols = m.weight_matrices[0].shape
-    return (conv_rows * conv_cols * mnist.CONV_OUT ** 2 + m.fc1.shape[0] * m.fc1.shape[1]
-            + m.fc2.shape[0] * m.fc2.shape[1])

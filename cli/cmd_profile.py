@@ -13,7 +13,7 @@ from .common import chip_options, echo_json, json_option, store_option, verbosit
 @click.command("profile")
 @verbosity_options
 @click.option("--model", default="mnist", show_default=True,
-              help="Network to profile, e.g. mnist (the names of infer.profile.WORKLOADS).")
+              help="Application to profile: mnist or har (the registry of infer.apps).")
 @click.option("--train", is_flag=True, help="Profile one hardware-in-the-loop training step (needs torch).")
 @chip_options
 @click.option("--artifact", default=None, help="Calibration artifact of the chip (a directory or chip-N[/NAME] in "

@@ -8,7 +8,7 @@ from .corrections import CorrectionOptions, Corrections
 from .engine import Engine, Measurement
 from .errors import (ArtifactMismatchWarning, CorrectionTableError, IncompatibleArtifact, InferError,
                      InferValueError)
-from .functional import argmax, conv1d, conv2d, converting_relu, matmul, matmul_backend, relu
+from .functional import argmax, conv1d, conv2d, converting_relu, matmul, relu
 from .layers import Conv1d, Conv2d, ConvertingReLU, Flatten, Linear, ReLU, Sequential
 from .routing import FaultReport
 
@@ -16,5 +16,5 @@ __all__ = [
     "ArtifactMismatchWarning", "Conv1d", "Conv2d", "ConvertingReLU", "CorrectionOptions", "CorrectionTableError",
     "Corrections", "Engine", "FaultReport", "Flatten", "IncompatibleArtifact", "InferError", "InferValueError",
     "Linear", "Measurement", "ReLU", "Sequential", "argmax", "conv1d", "conv2d", "converting_relu", "functional",
-    "layers", "matmul", "matmul_backend", "relu", "routing",
+    "layers", "matmul", "relu", "routing",
 ]

@@ -27,7 +27,7 @@ from bss2_calib.chipsim.geometry import ACT_MAX
 from .errors import InferValueError
 
 __all__ = ["argmax", "conv1d", "conv2d", "converting_relu", "im2col_1d", "im2col_2d", "matmul",
-           "matmul_backend", "relu"]
+           "relu"]
 
 
 def _pair(v, name, lo):
@@ -63,13 +63,6 @@ def matmul(x, w, *, engine, num_sends=None, wait_between_events=None):
     ndarray of float64, shape (batch, n_out) or (n_out,)
     """
     return engine.matmul(x, w, num_sends=num_sends, wait_between_events=wait_between_events)
-
-
-def matmul_backend(engine):
-    """An ``(x, w, num_sends) -> y`` callable, the backend signature of :mod:`infer.mnist`."""
-    def backend(x, w, num_sends=1):
-        return engine.matmul(x, w, num_sends=num_sends)
-    return backend
 
 
 def im2col_1d(x, kernel_size, stride=1, padding=0):

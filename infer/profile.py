@@ -23,6 +23,7 @@ next to it.
 from __future__ import annotations
 
 import importlib.util
+from functools import partial
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -232,39 +233,44 @@ class Workload:
     train_step: Callable | None = None
 
 
-def _mnist(batch_size, train):
-    from bss2_calib.data import models_dir
+def _app_workload(name, batch_size, train):
+    """The workload of an application of :mod:`infer.apps` with its shipped model (HIL if present)."""
+    from .apps import get
 
-    from . import mnist
-    from .data import load_mnist
-    from .functional import matmul_backend
-
-    model = mnist.IntegerModel.load(models_dir() / "mnist_hil.npz")
-    images, labels = load_mnist("train" if train else "test", limit=batch_size)
+    app = get(name)
+    model = app.load_model(app.default_model_path())
+    raw, labels = (app.load_train if train else app.load_test)(batch_size)
 
     def forward(engine, x):
-        return mnist.forward(model, x, matmul_backend(engine))
+        return app.forward(model, x, engine)
 
     def train_step(engine):
         import torch
 
-        from . import hil
+        from .apps import training
 
-        net = hil.build_network(model, engine)
-        opt = torch.optim.Adam([p for p in net.parameters()], lr=hil.HILOptions().lr)
+        net = training.chip_network(model, engine)
+        opt = torch.optim.Adam([p for p in net.parameters()], lr=training.HILOptions().lr)
         for n in model.num_sends:
             engine.measure(num_sends=n)
 
         def step(eng, x, y):
-            hil.train_step(net, opt, hil._inputs(model, x), torch.from_numpy(y.astype(np.int64)), eng,
-                           hil.HILOptions().logit_scale)
+            xt = torch.from_numpy(app.encode(x, model.input).astype(np.float32))
+            training.train_step(net, opt, xt, torch.from_numpy(y.astype(np.int64)), training.HILOptions().logit_scale,
+                                eng)
         return step
 
-    return Workload("mnist", ("conv", "fc1", "fc2"), images, labels, forward, train_step)
+    return Workload(name, app.arch.names, raw, labels, forward, train_step)
 
 
-#: model name -> ``factory(batch_size, train) -> Workload``; a new application adds its entry here
-WORKLOADS = {"mnist": _mnist}
+def _registry():
+    from .apps import names
+
+    return {name: partial(_app_workload, name) for name in names()}
+
+
+#: model name -> ``factory(batch_size, train) -> Workload``: every application of :mod:`infer.apps`
+WORKLOADS = _registry()
 
 
 def get_workload(name, batch_size=100, train=False):

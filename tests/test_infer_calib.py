@@ -75,7 +75,7 @@ def test_cli_with_a_stored_artifact(store):
 def test_shipped_models_on_a_calibrated_chip_meet_the_targets(calibrated_default):
     """The headline of docs/benchmarks.md, on the full test set (numpy path, no torch)."""
     from bss2_calib.cli.cmd_infer import MODELS_DIR
-    from bss2_calib.infer import matmul_backend, mnist
+    from bss2_calib.infer.apps.mnist import APP as MNIST
     from bss2_calib.infer.data import MnistNotFoundError, load_mnist
 
     try:
@@ -83,14 +83,12 @@ def test_shipped_models_on_a_calibrated_chip_meet_the_targets(calibrated_default
     except MnistNotFoundError:
         pytest.skip("needs the MNIST files")
     art = calibrated_default[1]  # chip 0, noise seed 0: calibrated once per session
-    fw = mnist.FloatWeights.load(MODELS_DIR / "mnist_float.npz")
-    float_acc = np.mean(np.argmax(mnist.float_forward(fw, images), 1) == labels)
+    float_acc = MNIST.evaluate_float(MNIST.load_float(MODELS_DIR / "mnist_float.npz"), images, labels).accuracy
     acc = {}
     for name in ("mnist_int", "mnist_hil"):
-        model = mnist.IntegerModel.load(MODELS_DIR / f"{name}.npz")
+        model = MNIST.load_model(MODELS_DIR / f"{name}.npz")
         # the mean over noise draws: one draw varies by +-0.06 points (docs/benchmarks.md)
-        acc[name] = np.mean([mnist.evaluate(model, images, labels,
-                                            matmul_backend(Engine(Chip(0, "default", noise_seed=s), art)),
-                                            batch_size=2000) for s in range(3)])
+        acc[name] = np.mean([MNIST.evaluate(model, images, labels, Engine(Chip(0, "default", noise_seed=s), art),
+                                            batch_size=2000).accuracy for s in range(3)])
     assert acc["mnist_int"] >= float_acc - 0.01
     assert acc["mnist_hil"] >= max(0.98, float_acc - 0.003)

@@ -84,21 +84,22 @@ def test_conv1d_matches_a_direct_loop(c_in, k, stride, padding):
 
 
 def test_layers_reproduce_the_mnist_integer_model():
-    from bss2_calib.infer import mnist
+    from bss2_calib.infer.apps import IntegerModel, mnist
 
     rng = np.random.default_rng(2)
-    model = mnist.IntegerModel(conv=rng.integers(-63, 64, (20, 1, 10, 10)), fc1=rng.integers(-20, 21, (500, 128)),
-                               fc2=rng.integers(-63, 64, (128, 10)), input_gain=40, input_shift=8,
-                               num_sends=(2, 1, 3), relu_shifts=(2, 1))
+    model = IntegerModel(mnist.ARCH, {"conv": rng.integers(-63, 64, (20, 1, 10, 10)),
+                                      "fc1": rng.integers(-20, 21, (500, 128)), "fc2": rng.integers(-63, 64, (128, 10))},
+                         {"input_gain": 40, "input_shift": 8}, num_sends=(2, 1, 3), relu_shifts=(2, 1))
     images = rng.integers(0, 256, (6, 28, 28)).astype(np.uint8)
+    w = model.weights
     net = Sequential(
-        Conv2d(1, 20, 10, stride=5, padding=1, weight=model.conv, num_sends=2), ConvertingReLU(2), Flatten(),
-        Linear(500, 128, weight=model.fc1.T, num_sends=1), ConvertingReLU(1),
-        Linear(128, 10, weight=model.fc2.T, num_sends=3))
-    x = mnist.quantize_images(images, model.input_gain, model.input_shift)[:, None]
+        Conv2d(1, 20, 10, stride=5, padding=1, weight=w["conv"], num_sends=2), ConvertingReLU(2), Flatten(),
+        Linear(500, 128, weight=w["fc1"].T, num_sends=1), ConvertingReLU(1),
+        Linear(128, 10, weight=w["fc2"].T, num_sends=3))
+    x = mnist.quantize_images(images, 40, 8)[:, None]
     engine = Engine(Chip(0, "noiseless"))
     ours = net(x, engine)
-    theirs = mnist.forward(model, images, F.matmul_backend(Engine(Chip(0, "noiseless"))))
+    theirs = mnist.APP.forward(model, images, Engine(Chip(0, "noiseless")))
     np.testing.assert_array_equal(ours, theirs)
     assert engine.stats["calls"] == 3 and len(net) == 6 and isinstance(net[1], ConvertingReLU)
 

@@ -114,20 +114,28 @@ def test_weights_are_rounded_and_clamped_and_inputs_untouched():
 
 
 def test_hil_training_step_moves_weights_and_returns_an_integer_model():
-    from bss2_calib.infer import hil, mnist
+    from bss2_calib.infer.apps import IntegerModel, mnist, training
 
     rng = np.random.default_rng(3)
-    model = mnist.IntegerModel(conv=rng.integers(-63, 64, (20, 1, 10, 10)), fc1=rng.integers(-20, 21, (500, 128)),
-                               fc2=rng.integers(-63, 64, (128, 10)), input_gain=40, input_shift=8,
-                               num_sends=(2, 1, 3), relu_shifts=(3, 2))
+    model = IntegerModel(mnist.ARCH, {"conv": rng.integers(-63, 64, (20, 1, 10, 10)),
+                                      "fc1": rng.integers(-20, 21, (500, 128)), "fc2": rng.integers(-63, 64, (128, 10))},
+                         {"input_gain": 40, "input_shift": 8}, num_sends=(2, 1, 3), relu_shifts=(3, 2))
     images = rng.integers(0, 256, (40, 28, 28)).astype(np.uint8)
     labels = rng.integers(0, 10, 40)
     engine = _engine("hxtorch-mock")
-    net = hil.build_network(model, engine)
-    np.testing.assert_array_equal(hil.integer_model(net, model).fc1, model.fc1)
-    tuned = hil.train(model, engine, images, labels, hil.HILOptions(epochs=1, batch_size=20, lr=0.5))
-    assert isinstance(tuned, mnist.IntegerModel) and tuned.num_sends == model.num_sends
-    assert np.any(tuned.fc2 != model.fc2)
-    assert 0 <= hil.evaluate(net, model, images, labels, engine) <= 1
+    net = training.chip_network(model, engine)
+    np.testing.assert_array_equal(training.integer_model_of(net, model).weights["fc1"], model.weights["fc1"])
+    # the chip network computes what the numpy path computes (noiseless chip: bit for bit)
+    exact = _engine("noiseless")
+    with torch.no_grad():
+        ours = training.chip_network(model, exact)(torch.from_numpy(mnist.APP.encode(images, model.input)
+                                                                    .astype(np.float32)))
+    np.testing.assert_array_equal(ours.numpy(), mnist.APP.forward(model, images, exact))
+    epochs = []
+    tuned = training.train_hil(mnist.APP, model, engine, images, labels,
+                               training.HILOptions(epochs=1, batch_size=20, lr=0.5),
+                               on_epoch=lambda e, m: epochs.append(e))
+    assert isinstance(tuned, IntegerModel) and tuned.num_sends == model.num_sends and epochs == [0]
+    assert np.any(tuned.weights["fc2"] != model.weights["fc2"])
     with pytest.raises(InferValueError):
-        hil.HILOptions(lr=0)
+        training.HILOptions(lr=0)

@@ -1,4 +1,4 @@
-"""Tests of the MNIST data loaders and the integer MNIST model (numpy only, no torch)."""
+"""Tests of the MNIST data loaders, the integer MNIST model and the shared application path (numpy only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from bss2_calib.infer import data as data_mod
-from bss2_calib.infer import mnist as M
+from bss2_calib.infer import functional as F
+from bss2_calib.infer.apps import FloatWeights, IntegerModel, MockEngine, ModelFileError
+from bss2_calib.infer.apps import mnist as M
+from bss2_calib.infer.apps.common import float_forward, run_layers
+from bss2_calib.infer.apps.quantize import QuantizeOptions, _input_of
 from bss2_calib.infer.data import MnistNotFoundError, load_mnist, mnist_idx_dir, read_idx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +138,7 @@ def test_im2col_matches_direct_convolution(shape, kernel, stride, pad):
     rng = np.random.default_rng(3)
     images = rng.integers(0, 32, size=shape)
     weight = rng.integers(-63, 64, size=(4, shape[1], kernel, kernel))
-    cols = M.im2col(images, kernel, stride, pad)
+    cols, _ = F.im2col_2d(images, kernel, stride, pad)
     n, oh = shape[0], (shape[2] + 2 * pad - kernel) // stride + 1
     ow = (shape[3] + 2 * pad - kernel) // stride + 1
     got = (cols @ weight.reshape(4, -1).T).reshape(n, oh, ow, 4).transpose(0, 3, 1, 2)
@@ -143,27 +147,28 @@ def test_im2col_matches_direct_convolution(shape, kernel, stride, pad):
 
 def test_float_forward_matches_loop_reference():
     rng = np.random.default_rng(4)
-    w = M.FloatWeights(conv=rng.normal(size=(20, 1, 10, 10)), fc1=rng.normal(size=(500, 128)),
-                       fc2=rng.normal(size=(128, 10)))
+    fw = FloatWeights(M.ARCH, {"conv": rng.normal(size=(20, 1, 10, 10)), "fc1": rng.normal(size=(500, 128)),
+                               "fc2": rng.normal(size=(128, 10))})
+    w = {k: v.astype(np.float64) for k, v in fw.weights.items()}
     images = rng.integers(0, 256, size=(3, 28, 28))
-    h = conv_direct(images[:, None] / 255.0, w.conv.astype(np.float64), 5, 1)  # (3, 20, 5, 5)
+    h = conv_direct(images[:, None] / 255.0, w["conv"], 5, 1)  # (3, 20, 5, 5)
     h = np.maximum(h.reshape(3, 500), 0)  # torch's Flatten order: (channel, row, column)
-    h = np.maximum(h @ w.fc1.astype(np.float64), 0)
-    want = h @ w.fc2.astype(np.float64)
-    np.testing.assert_allclose(M.float_forward(w, images), want, rtol=1e-9, atol=1e-9)
+    h = np.maximum(h @ w["fc1"], 0)
+    want = h @ w["fc2"]
+    np.testing.assert_allclose(float_forward(fw, M.float_input(images)), want, rtol=1e-9, atol=1e-9)
 
 
 def test_converting_relu_is_relu_shift_clamp():
     y = np.arange(-300, 301)
     for shift in range(8):
         want = np.clip(np.maximum(y, 0) >> shift, 0, 31)
-        got = M.converting_relu(y, shift)
-        assert got.dtype == np.uint8 and np.array_equal(got, want)
-    assert M.converting_relu([7.99, 8.0, -0.5], 2).tolist() == [1, 2, 0]  # floor, not round
+        got = F.converting_relu(y, shift)
+        assert np.array_equal(got, want)
+    assert F.converting_relu([7.99, 8.0, -0.5], 2).tolist() == [1, 2, 0]  # floor, not round
     with pytest.raises(ValueError):
-        M.converting_relu([1.0], 8)
+        F.converting_relu([1.0], 8)
     with pytest.raises(ValueError):
-        M.converting_relu([np.nan], 2)
+        F.converting_relu([np.nan], 2)
 
 
 def test_quantize_images_range_and_rounding():
@@ -175,7 +180,7 @@ def test_quantize_images_range_and_rounding():
         M.quantize_images([256], 31, 8)
 
 
-# --------------------------------------------------------------------------- backends
+# --------------------------------------------------------------------------- the mock engine
 
 def constant_problem(n_rows, tile_sums, x_value=31):
     """x: n_rows identical vectors of x_value; w: one column per entry of tile_sums, each tile
@@ -195,7 +200,7 @@ def test_mock_mean_and_std_follow_formula():
     gain, sigma = 0.002, 2.0
     # one tile: ideal outputs 31*166*0.002 = 10.292 and 31*(-200)*0.002 = -12.4 LSB
     x, w = constant_problem(n, [[166], [-200]])
-    y = M.mock_matmul(np.random.default_rng(5), gain, sigma)(x, w, 1)
+    y = MockEngine(gain, sigma, np.random.default_rng(5)).matmul(x, w, num_sends=1)
     ideal = 31 * w.sum(axis=0) * gain
     # E[floor(m + Z)] = m - 1/2 and Var = sigma^2 + 1/12 (Sheppard); errors ~ exp(-2 pi^2 sigma^2)
     sd = np.sqrt(sigma ** 2 + 1 / 12)
@@ -203,7 +208,7 @@ def test_mock_mean_and_std_follow_formula():
     np.testing.assert_allclose(y.std(axis=0), sd, atol=5 * sd / np.sqrt(2 * n))
     # two tiles: independent noise per tile, floor per tile, sums add
     x, w = constant_problem(n, [[166, 166]])
-    y = M.mock_matmul(np.random.default_rng(6), gain, sigma)(x, w, 2)
+    y = MockEngine(gain, sigma, np.random.default_rng(6)).matmul(x, w, num_sends=2)
     m2 = 2 * (2 * 31 * 166 * gain - 0.5)
     sd2 = np.sqrt(2) * sd
     assert abs(y.mean() - m2) < 5 * sd2 / np.sqrt(n)
@@ -213,96 +218,99 @@ def test_mock_mean_and_std_follow_formula():
 def test_backends_clip_each_tile_before_summing():
     # tile 1 ideal 31*6000*0.002 = 372 -> 127; tile 2 ideal 31*(-1600)*0.002 = -99.2 -> -100
     x, w = constant_problem(1, [[6000, -1600]])
-    assert M.exact_matmul()(x, w, 1).tolist() == [[27.0]]
+    assert MockEngine().matmul(x, w, num_sends=1).tolist() == [[27.0]]
     x, w = constant_problem(1, [[6000, 6000]])
-    assert M.exact_matmul()(x, w, 1).tolist() == [[127.0]]
+    assert MockEngine().matmul(x, w, num_sends=1).tolist() == [[127.0]]
     x, w = constant_problem(1, [[-6000, -6000]])
-    assert M.exact_matmul()(x, w, 1).tolist() == [[-128.0]]
+    assert MockEngine().matmul(x, w, num_sends=1).tolist() == [[-128.0]]
     x, w = constant_problem(1, [[166]])
-    assert M.exact_matmul()(x, w, 3).tolist() == [[np.floor(3 * 10.292)]]
+    assert MockEngine().matmul(x, w, num_sends=3).tolist() == [[np.floor(3 * 10.292)]]
 
 
 def test_backends_check_ranges_and_do_not_modify_inputs():
-    mm = M.mock_matmul(np.random.default_rng(7))
+    mock = MockEngine(noise_std=2.0, rng=np.random.default_rng(7))
     x, w = np.full((2, 4), 31), np.full((4, 3), -63)
     x0, w0 = x.copy(), w.copy()
-    mm(x, w, 1)
+    mock.matmul(x, w)
     assert np.array_equal(x, x0) and np.array_equal(w, w0)
     for bad in [(x + 1, w, 1), (x, w - 1, 1), (x - 32, w, 1), (x * 0.5, w, 1), (x, w, 0),
                 (x, w[:3], 1)]:
         with pytest.raises(ValueError):
-            mm(*bad)
+            mock.matmul(*bad[:2], num_sends=bad[2])
     with pytest.raises(TypeError):
-        M.mock_matmul(np.random.RandomState(0))
+        MockEngine(noise_std=2.0, rng=np.random.RandomState(0))
 
 
 def test_mock_is_reproducible_per_seed():
     rng = np.random.default_rng(8)
     x, w = rng.integers(0, 32, (50, 300)), rng.integers(-63, 64, (300, 7))
-    a = M.mock_matmul(np.random.default_rng(9))(x, w, 1)
-    b = M.mock_matmul(np.random.default_rng(9))(x, w, 1)
-    c = M.mock_matmul(np.random.default_rng(10))(x, w, 1)
+    a, b, c = (MockEngine(noise_std=2.0, rng=np.random.default_rng(s)).matmul(x, w) for s in (9, 9, 10))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
 # --------------------------------------------------------------------------- integer model
 
-def random_model(seed=11) -> M.IntegerModel:
+def random_model(seed=11) -> IntegerModel:
     rng = np.random.default_rng(seed)
-    return M.IntegerModel(conv=rng.integers(-63, 64, (20, 1, 10, 10)),
-                          fc1=rng.integers(-20, 21, (500, 128)),
-                          fc2=rng.integers(-63, 64, (128, 10)), input_gain=31, input_shift=8,
-                          num_sends=(1, 2, 3), relu_shifts=(3, 2), weight_scales=(1.5, 2., 3.))
+    return IntegerModel(M.ARCH, {"conv": rng.integers(-63, 64, (20, 1, 10, 10)),
+                                 "fc1": rng.integers(-20, 21, (500, 128)), "fc2": rng.integers(-63, 64, (128, 10))},
+                        {"input_gain": 31, "input_shift": 8}, num_sends=(1, 2, 3), relu_shifts=(3, 2),
+                        weight_scales=(1.5, 2., 3.))
+
+
+def with_weight(model, **changes):
+    return model.replace(weights={**model.weights, **changes})
 
 
 def test_forward_is_one_matmul_per_layer():
     model = random_model()
     images = np.random.default_rng(12).integers(0, 256, (6, 28, 28), dtype=np.uint8)
     calls = []
-    exact = M.exact_matmul()
+    exact = MockEngine()
 
-    def spy(x, w, num_sends):
-        calls.append((x.shape, w.shape, num_sends))
-        return exact(x, w, num_sends)
+    class Spy:
+        def matmul(self, x, w, *, num_sends=None, wait_between_events=None):
+            calls.append((x.shape, w.shape, num_sends))
+            return exact.matmul(x, w, num_sends=num_sends)
 
-    logits = M.forward(model, images, spy)
+    logits = M.APP.forward(model, images, Spy())
     assert calls == [((150, 100), (100, 20), 1), ((6, 500), (500, 128), 2),
                      ((6, 128), (128, 10), 3)]
     assert logits.shape == (6, 10)
-    assert np.array_equal(M.predict(model, images, exact), np.argmax(logits, axis=1))
+    assert np.array_equal(M.APP.predict(model, images, exact), np.argmax(logits, axis=1))
     # the convolution layer equals a direct integer convolution of the quantized images
     x0 = M.quantize_images(images, 31, 8)[:, None]
-    want = np.clip(np.floor(conv_direct(x0, model.conv.astype(np.int64), 5, 1) * 0.002), -128, 127)
-    got = M._layer(model, 0, M._first_input(model, images), exact)
-    assert np.array_equal(got, want.reshape(6, 500))
+    want = np.clip(np.floor(conv_direct(x0, model.weights["conv"].astype(np.int64), 5, 1) * 0.002), -128, 127)
+    got = run_layers(model, M.encode(images, model.input), exact, 0, 1)
+    assert np.array_equal(got, want)
 
 
 def test_model_validates_ranges():
     with pytest.raises(ValueError, match="-63..63"):
-        random_model().replace(fc2=np.full((128, 10), 64))
+        with_weight(random_model(), fc2=np.full((128, 10), 64))
     with pytest.raises(ValueError, match="shape"):
-        random_model().replace(fc2=np.zeros((10, 128), int))
+        with_weight(random_model(), fc2=np.zeros((10, 128), int))
     with pytest.raises(ValueError):
         random_model().replace(num_sends=(1, 0, 1))
     with pytest.raises(ValueError):
         random_model().replace(relu_shifts=(2, 8))
     with pytest.raises(ValueError):
-        random_model().replace(conv=np.zeros((20, 1, 10, 10)))  # floats are not integers
+        with_weight(random_model(), conv=np.zeros((20, 1, 10, 10)))  # floats are not integers
 
 
 def test_save_load_round_trip_is_exact(tmp_path):
     model = random_model()
-    back = M.IntegerModel.load(model.save(tmp_path / "m.npz"))
+    back = M.APP.load_model(model.save(tmp_path / "m.npz"))
     for name in ("conv", "fc1", "fc2"):
-        got = getattr(back, name)
-        assert got.dtype == np.int8 and np.array_equal(got, getattr(model, name))
-    for f in ("input_gain", "input_shift", "num_sends", "relu_shifts", "weight_scales"):
+        got = back.weights[name]
+        assert got.dtype == np.int8 and np.array_equal(got, model.weights[name])
+    for f in ("input", "num_sends", "relu_shifts", "weight_scales"):
         assert getattr(back, f) == getattr(model, f)
     rng = np.random.default_rng(13)
-    fw = M.FloatWeights(conv=rng.normal(size=(20, 1, 10, 10)), fc1=rng.normal(size=(500, 128)),
-                        fc2=rng.normal(size=(128, 10)))
-    fback = M.FloatWeights.load(fw.save(tmp_path / "f.npz", info={"seed": 1}))
-    assert all(np.array_equal(getattr(fback, n), getattr(fw, n)) for n in ("conv", "fc1", "fc2"))
+    fw = FloatWeights(M.ARCH, {"conv": rng.normal(size=(20, 1, 10, 10)), "fc1": rng.normal(size=(500, 128)),
+                               "fc2": rng.normal(size=(128, 10))})
+    fback = M.APP.load_float(fw.save(tmp_path / "f.npz", info={"seed": 1}))
+    assert all(np.array_equal(fback.weights[n], fw.weights[n]) for n in ("conv", "fc1", "fc2"))
 
 
 def rewrite(src: Path, dst: Path, arrays=None, meta=None, drop=()) -> Path:
@@ -333,20 +341,20 @@ def rewrite(src: Path, dst: Path, arrays=None, meta=None, drop=()) -> Path:
 def test_load_refuses_bad_files(tmp_path, change):
     good = random_model().save(tmp_path / "good.npz")
     bad = rewrite(good, tmp_path / "bad.npz", **change)
-    with pytest.raises(M.ModelFileError) as info:
-        M.IntegerModel.load(bad)
+    with pytest.raises(ModelFileError) as info:
+        M.APP.load_model(bad)
     assert "\n" not in str(info.value)
 
 
 def test_load_refuses_non_npz(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 this is not a zip")
-    with pytest.raises(M.ModelFileError):
-        M.IntegerModel.load(tmp_path / "junk.npz")
+    with pytest.raises(ModelFileError):
+        M.APP.load_model(tmp_path / "junk.npz")
     np.save(tmp_path / "plain.npy", np.zeros(3))
-    with pytest.raises(M.ModelFileError):
-        M.IntegerModel.load(tmp_path / "plain.npy")
+    with pytest.raises(ModelFileError):
+        M.APP.load_model(tmp_path / "plain.npy")
     with pytest.raises(FileNotFoundError):
-        M.IntegerModel.load(tmp_path / "missing.npz")
+        M.APP.load_model(tmp_path / "missing.npz")
 
 
 def test_quantize_stays_in_linear_range():
@@ -356,16 +364,16 @@ def test_quantize_stays_in_linear_range():
     digits, labels = data_mod.load_digits_small()
     images = np.pad(np.kron(digits[:120], np.ones((3, 3), np.uint8)) * 15, ((0, 0), (2, 2), (2, 2)))
     rng = np.random.default_rng(14)
-    fw = M.FloatWeights(conv=rng.normal(size=(20, 1, 10, 10)), fc1=rng.normal(size=(500, 128)),
-                        fc2=rng.normal(size=(128, 10)))
-    opts = M.QuantizeOptions(max_num_sends=6, max_relu_shift=3)
-    model = M.quantize(fw, images, labels[:120], lambda: M.mock_matmul(np.random.default_rng(0)),
+    fw = FloatWeights(M.ARCH, {"conv": rng.normal(size=(20, 1, 10, 10)), "fc1": rng.normal(size=(500, 128)),
+                               "fc2": rng.normal(size=(128, 10))})
+    opts = QuantizeOptions(max_num_sends=6, max_relu_shift=3)
+    model = M.quantize(fw, images, labels[:120], lambda: MockEngine(noise_std=2.0, rng=np.random.default_rng(0)),
                        opts)
-    assert max(np.abs(model.fc1).max(), np.abs(model.fc2).max(), np.abs(model.conv).max()) == 63
+    assert max(np.abs(w).max() for w in model.weights.values()) == 63
     assert all(1 <= n <= 6 for n in model.num_sends) and all(0 <= s <= 3 for s in model.relu_shifts)
-    exact = M.exact_matmul()
+    exact = MockEngine()
     for layer in range(3):
-        x = M._input_of(model, images, exact, layer)
+        x, _ = M.ARCH.layers[layer].patches(_input_of(model, M.encode(images, model.input), exact, layer))
         w = model.weight_matrices[layer].astype(np.int64)
         tiles = [x[:, i:i + 128].astype(np.int64) @ w[i:i + 128] for i in range(0, x.shape[1], 128)]
         y = np.array(tiles) * 0.002 * model.num_sends[layer]
@@ -384,5 +392,5 @@ def test_shipped_integer_model_accuracy():
         images, labels = load_mnist("test", limit=2000)
     except MnistNotFoundError as err:
         pytest.skip(str(err))
-    model = M.IntegerModel.load(SHIPPED_INT)
-    assert M.evaluate(model, images, labels, M.exact_matmul()) >= 0.97
+    model = M.APP.load_model(SHIPPED_INT)
+    assert M.APP.evaluate(model, images, labels, MockEngine()).accuracy >= 0.97

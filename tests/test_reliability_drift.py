@@ -10,7 +10,8 @@ import pytest
 
 from bss2_calib import calib
 from bss2_calib.chipsim import Chip
-from bss2_calib.infer import ArtifactMismatchWarning, Engine, matmul_backend, mnist
+from bss2_calib.infer import ArtifactMismatchWarning, Engine
+from bss2_calib.infer.apps.mnist import APP as MNIST
 
 
 N_IMAGES = 2000
@@ -26,7 +27,7 @@ def setup(calibrated_default):
         images, labels = load_mnist("test", limit=N_IMAGES)
     except MnistNotFoundError:
         pytest.skip("needs the MNIST files")
-    models = {name: mnist.IntegerModel.load(MODELS_DIR / f"{name}.npz") for name in ("mnist_hil", "mnist_int")}
+    models = {name: MNIST.load_model(MODELS_DIR / f"{name}.npz") for name in ("mnist_hil", "mnist_int")}
     art = calibrated_default[1]  # chip 0, noise seed 0: calibrated once per session
     assert art.chip_id == 0
     return art, images, labels, models
@@ -36,7 +37,7 @@ def _accuracy(chip, art, images, labels, model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ArtifactMismatchWarning)
         engine = Engine(chip, art, allow_mismatch=True)
-    return mnist.evaluate(model, images, labels, matmul_backend(engine), batch_size=N_IMAGES)
+    return MNIST.evaluate(model, images, labels, engine, batch_size=N_IMAGES).accuracy
 
 
 def _sweep(setup, chips):
