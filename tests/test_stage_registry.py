@@ -88,13 +88,3 @@ def test_a_stage_that_frames_an_undeclared_table_is_refused(monkeypatch):
     with pytest.raises(RuntimeError, match="stage transfer framed table 'bogus'"):
         pipeline.correction_tables(session)
 
-
-def test_the_registry_and_the_schema_load_without_the_fitting_code():
-    import subprocess
-    import sys
-
-    code = ("import sys; from bss2_calib.calib import stages, schema; "
-            "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith(("
-            "'bss2_calib.calib.fits', 'bss2_calib.calib.steps', 'bss2_calib.calib.pipeline'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
