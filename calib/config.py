@@ -10,22 +10,17 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
+from . import stages as _registry
 from .errors import CalibValueError
 
-#: Tier 1: knob calibration, in dependency order.
-KNOB_STAGES = ("cadc", "leak", "reset", "drivers", "synapse_bias", "synin")
-#: Tier 2: digital correction tables, in dependency order.
-TABLE_STAGES = ("offsets", "linearity", "synapses", "transfer", "weights", "neuron_fit")
+#: Tier 1: knob calibration, in dependency order (names of :data:`calib.stages.KNOB_STAGES`).
+KNOB_STAGES = tuple(s.name for s in _registry.KNOB_STAGES)
+#: Tier 2: digital correction tables, in dependency order (names of :data:`calib.stages.TABLE_STAGES`).
+TABLE_STAGES = tuple(s.name for s in _registry.TABLE_STAGES)
 STAGES = KNOB_STAGES + TABLE_STAGES
 STAGE_ALIASES = {"all": STAGES, "knobs": KNOB_STAGES, "tables": TABLE_STAGES}
 #: Table stages that need others in the same run.
-STAGE_REQUIRES = {
-    "linearity": ("offsets",),
-    "synapses": ("offsets",),
-    "transfer": ("synapses",),
-    "weights": ("synapses",),
-    "neuron_fit": ("synapses", "transfer"),
-}
+STAGE_REQUIRES = {s.name: s.requires for s in _registry.TABLE_STAGES if s.requires}
 ALGORITHMS = ("model", "binary", "noisy_binary", "linear")
 
 

@@ -11,7 +11,6 @@ import logging
 from bss2_calib.chipsim import __version__ as package_version
 from bss2_calib.chipsim.interface import ObservableChip, missing_members
 
-from . import fits, steps
 from .config import STAGE_REQUIRES, Options, Target
 from .errors import CalibError, CalibValueError
 from .link import RetryPolicy, Retrying
@@ -19,16 +18,38 @@ from .problem import KnobResult, Meter
 from .result import CalibrationResult
 from .schema import KIND, SCHEMA_VERSION
 from .session import Session
-from .tables import correction_tables, knob_steps_table, knob_tables
+from .stages import KNOB_STAGES, TABLE_STAGES
+from .tables import knob_steps_table, knob_tables
 
 log = logging.getLogger("bss2.calib")
 
-RUNNERS = {
-    "cadc": steps.cadc.run, "leak": steps.leak.run, "reset": steps.reset.run, "drivers": steps.driver_trim.run,
-    "synapse_bias": steps.synapse_bias.run, "synin": steps.synin.run,
-    "offsets": fits.offsets.run, "linearity": fits.send_linearity.run, "synapses": fits.synapse_gain.run,
-    "transfer": fits.driver_transfer.run, "weights": fits.weight_transfer.run, "neuron_fit": fits.neuron_correction.run,
-}
+#: ``run(session)`` of every stage (:mod:`calib.stages`), by name
+RUNNERS = {s.name: s.load().run for s in KNOB_STAGES + TABLE_STAGES}
+#: ``to_frame(session)`` of every table stage that declares tables
+FRAMERS = {s.name: s.load().to_frame for s in TABLE_STAGES if s.tables}
+
+
+def correction_tables(session):
+    """The correction tables every table stage frames from the session's typed results.
+
+    Each stage's ``to_frame`` frames its declared tables from what the stages that ran left on the
+    session (a table whose inputs are missing is left out).
+
+    Raises
+    ------
+    RuntimeError
+        A stage framed a table it does not declare (a half-registered stage).
+    """
+    out = {}
+    for stage in TABLE_STAGES:
+        if not stage.tables:
+            continue
+        framed = FRAMERS[stage.name](session)
+        stray = sorted(set(framed) - set(stage.tables))
+        if stray:
+            raise RuntimeError(f"stage {stage.name} framed table {stray[0]!r}, which calib.stages does not declare")
+        out.update(framed)
+    return out
 
 
 def calibrate(chip, target=None, options=None, *, progress=None, retry=RetryPolicy()):
@@ -165,4 +186,4 @@ def _quality(session):
     return q
 
 
-__all__ = ["calibrate", "check_chip", "RUNNERS"]
+__all__ = ["calibrate", "check_chip", "correction_tables", "RUNNERS", "FRAMERS"]

@@ -1,19 +1,20 @@
 """The artifact's table schema: names, index levels, columns and dtypes (schema version 2).
 
-This module is pure data plus a validator; the inference engine can import it
+The knob tables are declared here; every correction table is declared by its table stage's entry in
+:data:`calib.stages.TABLE_STAGES`, and :data:`TABLES` gathers them. This module is pure data plus a
+validator and :func:`frame_table`; the inference engine can import it
 without pulling in any fitting code. See docs/artifact-format.md for the
 meaning of every column ("the correction model"). Version 2 sealed the
 manifest (``manifest_sha256``) and added ``neuron_correction.weak``; version-1
 tables (no ``weak``) still pass :func:`check_frame`.
 """
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, N_QUADRANTS, ROWS, W_MAX
+from bss2_calib.chipsim import N_DRIVERS, N_NEURONS, N_QUADRANTS
 
 from .errors import ArtifactCorrupt
+from .stages import BOOL as _B, FLOAT as _F, INT as _I, STR as _S, TABLE_STAGES, TableSpec, int_range as _r
 
 SCHEMA_VERSION = 2
 #: schema versions the loader reads (one explicit branch each in :mod:`calib.artifact`)
@@ -23,70 +24,21 @@ KIND = "bss2-calib/calibration"
 CHARACTERIZATION_KIND = "bss2-calib/characterization"
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """Shape of one table.
-
-    Attributes
-    ----------
-    index : tuple of str
-        Index level names, outermost first.
-    columns : dict of str to str
-        Required columns and their dtypes (``int64``, ``float64``, ``bool``, ``str``).
-    levels : tuple of ndarray or None
-        The exact values of each index level (the index is their product, in
-        order); None for tables of variable length.
-    since : dict of str to int
-        Columns added after schema version 1, with the version that added
-        them: absent in artifacts of older versions, so not required (their
-        dtype is checked when present).
-    """
-
-    index: tuple
-    columns: dict
-    levels: tuple = None
-    since: dict = None
-
-    @property
-    def n_rows(self):
-        return None if self.levels is None else int(np.prod([len(v) for v in self.levels]))
-
-    def make_index(self):
-        if len(self.levels) == 1:
-            return pd.Index(self.levels[0], name=self.index[0], dtype=np.int64)
-        return pd.MultiIndex.from_product(self.levels, names=list(self.index))
-
-
-def _r(n):
-    return np.arange(n, dtype=np.int64)
-
-
-_F, _I, _B, _S = "float64", "int64", "bool", "str"
-
-TABLES = {
+#: the knob tables (tier 1), framed by :mod:`calib.tables`
+KNOB_TABLES = {
     "knobs_quadrant": TableSpec(("quadrant",), {"syn_i_bias_dac": _I, "stp_i_ramp": _I, "cadc_v_ramp_offset": _I,
                                                 "cadc_i_ramp_slope": _I, "success": _B}, (_r(N_QUADRANTS),)),
     "knobs_driver": TableSpec(("driver",), {"hagen_dac_offset": _I, "success": _B}, (_r(N_DRIVERS),)),
     "knobs_neuron": TableSpec(("neuron",), {"v_reset": _I, "i_bias_synin_exc_gm": _I, "i_bias_synin_inh_gm": _I,
                                             "i_bias_leak": _I, "cadc_channel_offset": _I, "success": _B},
                               (_r(N_NEURONS),)),
-    "neuron_correction": TableSpec(("neuron",), {
-        "gain_exc": _F, "gain_exc_std": _F, "gain_inh": _F, "gain_inh_std": _F, "offset_lsb": _F,
-        "offset_std_lsb": _F, "noise_lsb": _F, "dead": _B, "noisy": _B, "weak": _B, "success": _B}, (_r(N_NEURONS),),
-        since={"weak": 2}),
-    "driver_transfer": TableSpec(("driver", "activation"), {"pulse_steps": _F, "pulse_steps_std": _F, "dead": _B,
-                                                            "success": _B}, (_r(N_DRIVERS), _r(32))),
-    "synapse_gain": TableSpec(("hemisphere", "row", "column"), {
-        "gain_exc": _F, "gain_exc_std": _F, "gain_inh": _F, "gain_inh_std": _F, "stuck_zero_exc": _B,
-        "stuck_max_exc": _B, "stuck_zero_inh": _B, "stuck_max_inh": _B, "zero_weight_lsb": _F, "success": _B},
-        (_r(2), _r(ROWS), _r(COLS))),
-    "weight_transfer": TableSpec(("weight",), {"effective_weight": _F, "effective_weight_std": _F,
-                                               "effective_weight_exc": _F, "effective_weight_inh": _F,
-                                               "success": _B}, (_r(W_MAX + 1),)),
     "knob_steps": TableSpec(("step", "instance"), {
         "knob": _S, "code": _I, "target": _F, "value": _F, "residual": _F, "before": _F, "success": _B,
         "measurements": _I}),
 }
+#: every table of a calibration artifact: the knob tables and those each table stage declares
+#: (:data:`calib.stages.TABLE_STAGES`)
+TABLES = {**KNOB_TABLES, **{name: spec for stage in TABLE_STAGES for name, spec in stage.tables.items()}}
 #: tables every artifact has
 REQUIRED = ("knobs_quadrant", "knobs_driver", "knobs_neuron")
 MAX_ROWS = 1 << 20
@@ -125,6 +77,31 @@ def check_frame(name, df):
             raise ArtifactCorrupt(f"table {name}: index values are not the expected ordered range")
     elif df.index.has_duplicates:
         raise ArtifactCorrupt(f"table {name}: duplicate index entries")
+
+
+def frame_table(name, data):
+    """Table ``name`` of fixed shape from its column arrays: the schema's index, column order and dtypes.
+
+    Parameters
+    ----------
+    name : str
+        A table of :data:`TABLES` with fixed index levels.
+    data : dict of str to array-like
+        Every column of the table, each of length ``TABLES[name].n_rows`` in index order.
+
+    Returns
+    -------
+    DataFrame
+        Passes :func:`check_frame`.
+    """
+    spec = TABLES[name]
+    df = pd.DataFrame(data, index=spec.make_index())
+    for c, dt in spec.columns.items():
+        if dt != "str":
+            df[c] = df[c].astype(dt)
+    df = df[list(spec.columns)]
+    check_frame(name, df)
+    return df
 
 
 # ------------------------------------------------------------------ characterization artifacts

@@ -9,6 +9,7 @@ import numpy as np
 
 from .algorithms import make_algorithm
 from .probes import Prober
+from .stages import TABLE_STAGES
 
 
 class Session:
@@ -29,14 +30,14 @@ class Session:
         self.rng = np.random.default_rng(np.random.SeedSequence([0xCA11B, options.seed]))
         self.knob_results = []  # KnobResult, in order
         self.table_steps = []  # TableStep, in order
-        # typed results of the stages that ran (None: not run), each defined by its stage's module
         self.live_drivers = None  # steps.driver_trim: bool (256,), drivers that respond
-        self.offsets = None  # fits.offsets.ZeroOffsets
-        self.linearity = None  # fits.send_linearity.SendLinearity
-        self.synapses = None  # fits.synapse_gain.SynapseFit
-        self.transfer = None  # fits.driver_transfer.DriverTransferFit
-        self.weights = None  # fits.weight_transfer.WeightTransferFit
-        self.neuron_fit = None  # fits.neuron_correction.NeuronFit
+        # the typed result of every table stage, ``session.<stage name>`` (None: not run), a frozen dataclass
+        # defined by the stage's module: offsets (fits.offsets.ZeroOffsets), linearity
+        # (fits.send_linearity.SendLinearity), synapses (fits.synapse_gain.SynapseFit), transfer
+        # (fits.driver_transfer.DriverTransferFit), weights (fits.weight_transfer.WeightTransferFit),
+        # neuron_fit (fits.neuron_correction.NeuronFit)
+        for stage in TABLE_STAGES:
+            setattr(self, stage.name, None)
 
     @property
     def kappa(self):

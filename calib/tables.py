@@ -1,14 +1,15 @@
-"""From a finished calibration session to the artifact's tidy tables.
+"""The knob tables (tier 1) of an artifact, and the weak-neuron rule its correction tables share.
 
-One builder per table; each returns a DataFrame that passes
-:func:`calib.schema.check_frame`. Tables whose stages did not run are left out.
+Each builder returns a DataFrame that passes :func:`calib.schema.check_frame`. The correction tables
+are framed by their table stages (``to_frame`` of the modules in :mod:`calib.fits`, declared in
+:data:`calib.stages.TABLE_STAGES`).
 """
 import numpy as np
 import pandas as pd
 
-from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
+from bss2_calib.chipsim import N_DRIVERS, N_NEURONS
 
-from .schema import TABLES, check_frame
+from .schema import TABLES, check_frame, frame_table
 
 QUADRANT_KNOBS = ("syn_i_bias_dac", "stp_i_ramp", "cadc_v_ramp_offset", "cadc_i_ramp_slope")
 DRIVER_KNOBS = ("hagen_dac_offset",)
@@ -26,17 +27,6 @@ def weak_neurons(gain_exc, gain_inh, dead):
         return ~np.asarray(dead, dtype=bool) & ((ge < WEAK_GAIN) | (gi < WEAK_GAIN))
 
 
-def _frame(name, data):
-    spec = TABLES[name]
-    df = pd.DataFrame(data, index=spec.make_index())
-    for c, dt in spec.columns.items():
-        if dt != "str":
-            df[c] = df[c].astype(dt)
-    df = df[list(spec.columns)]
-    check_frame(name, df)
-    return df
-
-
 def knob_tables(knobs, knob_results):
     """knobs_quadrant / knobs_driver / knobs_neuron from the chip's final codes and step successes."""
     ok = {"quadrant": np.ones(4, bool), "driver": np.ones(N_DRIVERS, bool), "neuron": np.ones(N_NEURONS, bool)}
@@ -47,7 +37,7 @@ def knob_tables(knobs, knob_results):
     out = {}
     for name, gkey, names in (("knobs_quadrant", "quadrant", QUADRANT_KNOBS), ("knobs_driver", "driver", DRIVER_KNOBS),
                               ("knobs_neuron", "neuron", NEURON_KNOBS)):
-        out[name] = _frame(name, {**{k: np.asarray(knobs[k], dtype=np.int64) for k in names}, "success": ok[gkey]})
+        out[name] = frame_table(name, {**{k: np.asarray(knobs[k], dtype=np.int64) for k in names}, "success": ok[gkey]})
     return out
 
 
@@ -74,54 +64,6 @@ def knob_steps_table(knob_results):
     df = df.set_index(["step", "instance"])[cols]
     check_frame("knob_steps", df)
     return df
-
-
-def correction_tables(session):
-    """neuron_correction, driver_transfer, synapse_gain, weight_transfer from the table stages' typed results."""
-    out = {}
-    syn, off = session.synapses, session.offsets
-    if syn is not None and off is not None:
-        nf = session.neuron_fit
-        dead, noisy = syn.dead_neuron, off.noisy
-        if nf is not None:
-            ge, gi, o = nf.gain_exc, nf.gain_inh, nf.offset
-            ges, gis, os_ = nf.gain_exc_std, nf.gain_inh_std, nf.offset_std
-            ok = nf.success
-        else:
-            ge, gi, o = syn.gain_exc, syn.gain_inh, off.offset
-            ges = gis = np.full(N_NEURONS, np.nan)
-            os_ = off.offset_std
-            ok = np.isfinite(ge) & np.isfinite(gi)
-        weak = weak_neurons(ge, gi, dead)
-        out["neuron_correction"] = _frame("neuron_correction", {
-            "gain_exc": ge, "gain_exc_std": ges, "gain_inh": gi, "gain_inh_std": gis, "offset_lsb": o,
-            "offset_std_lsb": os_, "noise_lsb": off.noise, "dead": dead, "noisy": noisy, "weak": weak,
-            "success": ok & ~dead & ~noisy & ~weak})
-        bad_col = np.stack([(dead | noisy)[:COLS], (dead | noisy)[COLS:]])[:, None, :]
-        bad_row = syn.dead_driver.reshape(2, ROWS)[:, :, None]
-        stuck = syn.stuck_zero_exc | syn.stuck_max_exc | syn.stuck_zero_inh | syn.stuck_max_inh
-        fin = np.isfinite(syn.s_exc) & np.isfinite(syn.s_inh)
-        sok = fin & ~stuck & ~bad_col & ~bad_row
-        out["synapse_gain"] = _frame("synapse_gain", {
-            "gain_exc": syn.s_exc.ravel(), "gain_exc_std": syn.s_exc_std.ravel(),
-            "gain_inh": syn.s_inh.ravel(), "gain_inh_std": syn.s_inh_std.ravel(),
-            "stuck_zero_exc": syn.stuck_zero_exc.ravel(), "stuck_max_exc": syn.stuck_max_exc.ravel(),
-            "stuck_zero_inh": syn.stuck_zero_inh.ravel(), "stuck_max_inh": syn.stuck_max_inh.ravel(),
-            "zero_weight_lsb": syn.zero_weight_response.ravel(), "success": sok.ravel()})
-    tr = session.transfer
-    if tr is not None:
-        dead = np.repeat(tr.dead_driver, 32)
-        ps = tr.pulse_steps.ravel()
-        out["driver_transfer"] = _frame("driver_transfer", {
-            "pulse_steps": ps, "pulse_steps_std": tr.pulse_steps_std.ravel(), "dead": dead,
-            "success": ~dead & np.isfinite(ps)})
-    wt = session.weights
-    if wt is not None:
-        out["weight_transfer"] = _frame("weight_transfer", {
-            "effective_weight": wt.effective_weight, "effective_weight_std": wt.effective_weight_std,
-            "effective_weight_exc": wt.effective_weight_exc, "effective_weight_inh": wt.effective_weight_inh,
-            "success": wt.success})
-    return out
 
 
 def knob_codes(tables):

@@ -17,6 +17,7 @@ from bss2_calib.chipsim import COLS, N_DRIVERS, ROWS
 
 from ..problem import Meter, TableStep
 from ..probes import nanmedian
+from ..schema import frame_table
 from .monotone import isotonic
 
 
@@ -92,3 +93,15 @@ def run(session):
         unit="activation steps", n_instances=N_DRIVERS, failed=np.flatnonzero(dead).tolist(), instance="driver",
         spread_before=float(np.sqrt(np.mean(prop ** 2))) if prop.size else float("nan"),
         spread_after=quality["pulse_steps_std_median"] or float("nan"), cost=meter.read(), quality=quality)
+
+
+def to_frame(session):
+    """The ``driver_transfer`` table (256 drivers x 32 activations) from this stage's fit."""
+    tr = session.transfer
+    if tr is None:
+        return {}
+    dead = np.repeat(tr.dead_driver, 32)
+    ps = tr.pulse_steps.ravel()
+    return {"driver_transfer": frame_table("driver_transfer", {
+        "pulse_steps": ps, "pulse_steps_std": tr.pulse_steps_std.ravel(), "dead": dead,
+        "success": ~dead & np.isfinite(ps)})}

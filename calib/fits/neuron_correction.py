@@ -28,6 +28,7 @@ from bss2_calib.chipsim import COLS, N_NEURONS, ROWS, W_MAX
 from ..errors import FitDidNotConverge
 from ..problem import Meter, TableStep
 from ..probes import nanmean
+from ..schema import frame_table
 from ..tables import weak_neurons
 
 HOLD_OUT = 5  #: every HOLD_OUT-th vector is held out for validation
@@ -182,3 +183,30 @@ def run(session):
         unit="relative", n_instances=N_NEURONS, failed=np.flatnonzero(~success).tolist(), instance="neuron",
         spread_before=float(np.std(gains)) if gains.size else float("nan"),
         spread_after=quality["gain_exc_std_median"] or float("nan"), cost=meter.read(), quality=quality)
+
+
+def to_frame(session):
+    """The ``neuron_correction`` table: this stage's fit, or without it the offsets and one-hot column gains.
+
+    Needs the ``offsets`` and ``synapses`` results (their dead and noisy masks); when this stage did not run,
+    the gains are the one-hot column gains of ``synapses`` (no standard errors) and the offsets the zero-input
+    ones.
+    """
+    syn, off, nf = session.synapses, session.offsets, session.neuron_fit
+    if syn is None or off is None:
+        return {}
+    dead, noisy = syn.dead_neuron, off.noisy
+    if nf is not None:
+        ge, gi, o = nf.gain_exc, nf.gain_inh, nf.offset
+        ges, gis, os_ = nf.gain_exc_std, nf.gain_inh_std, nf.offset_std
+        ok = nf.success
+    else:
+        ge, gi, o = syn.gain_exc, syn.gain_inh, off.offset
+        ges = gis = np.full(N_NEURONS, np.nan)
+        os_ = off.offset_std
+        ok = np.isfinite(ge) & np.isfinite(gi)
+    weak = weak_neurons(ge, gi, dead)
+    return {"neuron_correction": frame_table("neuron_correction", {
+        "gain_exc": ge, "gain_exc_std": ges, "gain_inh": gi, "gain_inh_std": gis, "offset_lsb": o,
+        "offset_std_lsb": os_, "noise_lsb": off.noise, "dead": dead, "noisy": noisy, "weak": weak,
+        "success": ok & ~dead & ~noisy & ~weak})}

@@ -27,6 +27,7 @@ from bss2_calib.chipsim import COLS, N_DRIVERS, N_NEURONS, ROWS
 
 from ..problem import Meter, TableStep
 from ..probes import nanmedian
+from ..schema import frame_table
 
 STUCK_FRACTION = 0.3  #: a synapse below this fraction of its expected response is stuck at zero
 DEAD_FRACTION = 0.2  #: a driver or neuron below this fraction of the median response is dead
@@ -229,3 +230,26 @@ def run(session):
         instance="synapse pair, flat index 32768 h + 256 row + column",
         spread_before=float(np.std(vals)) if vals.size else float("nan"), spread_after=quality["synapse_gain_uncertainty_median"] or float("nan"), cost=meter.read(),
         quality=quality)
+
+
+def to_frame(session):
+    """The ``synapse_gain`` table (relative synapse gains and stuck masks), given the offsets and this stage's fit.
+
+    A synapse succeeds when its gains are finite, it is not stuck, and neither its driver nor its neuron is dead
+    (or, for the neuron, noisy).
+    """
+    syn, off = session.synapses, session.offsets
+    if syn is None or off is None:
+        return {}
+    dead, noisy = syn.dead_neuron, off.noisy
+    bad_col = np.stack([(dead | noisy)[:COLS], (dead | noisy)[COLS:]])[:, None, :]
+    bad_row = syn.dead_driver.reshape(2, ROWS)[:, :, None]
+    stuck = syn.stuck_zero_exc | syn.stuck_max_exc | syn.stuck_zero_inh | syn.stuck_max_inh
+    fin = np.isfinite(syn.s_exc) & np.isfinite(syn.s_inh)
+    sok = fin & ~stuck & ~bad_col & ~bad_row
+    return {"synapse_gain": frame_table("synapse_gain", {
+        "gain_exc": syn.s_exc.ravel(), "gain_exc_std": syn.s_exc_std.ravel(),
+        "gain_inh": syn.s_inh.ravel(), "gain_inh_std": syn.s_inh_std.ravel(),
+        "stuck_zero_exc": syn.stuck_zero_exc.ravel(), "stuck_max_exc": syn.stuck_max_exc.ravel(),
+        "stuck_zero_inh": syn.stuck_zero_inh.ravel(), "stuck_max_inh": syn.stuck_max_inh.ravel(),
+        "zero_weight_lsb": syn.zero_weight_response.ravel(), "success": sok.ravel()})}

@@ -20,6 +20,7 @@ from bss2_calib.chipsim import COLS, ROWS, W_MAX
 
 from ..problem import Meter, TableStep
 from ..probes import nanmedian, nanmean
+from ..schema import frame_table
 from .monotone import isotonic
 
 MIN_AMPLITUDE = 10.0  #: LSB; weaker pattern responses are too noisy to use
@@ -113,3 +114,14 @@ def run(session):
         failed=np.flatnonzero(~ok).tolist(), instance="weight magnitude 0..63",
         spread_before=float(np.sqrt(np.mean(dev ** 2))), spread_after=float(nanmedian(comb_std[1:])),
         cost=meter.read(), quality=quality)
+
+
+def to_frame(session):
+    """The ``weight_transfer`` table (weight magnitudes 0..63) from this stage's fit."""
+    wt = session.weights
+    if wt is None:
+        return {}
+    return {"weight_transfer": frame_table("weight_transfer", {
+        "effective_weight": wt.effective_weight, "effective_weight_std": wt.effective_weight_std,
+        "effective_weight_exc": wt.effective_weight_exc, "effective_weight_inh": wt.effective_weight_inh,
+        "success": wt.success})}

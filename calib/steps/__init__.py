@@ -1,2 +1,5 @@
-"""Tier 1: knob calibration steps, one module per step (one knob, or two coupled ones)."""
-from . import cadc, driver_trim, leak, reset, synapse_bias, synin  # noqa: F401
+"""Tier 1: knob calibration steps, one module per step (one knob, or two coupled ones).
+
+Each module's ``run(session)`` is registered in :data:`calib.stages.KNOB_STAGES`, where the pipeline
+imports it from.
+"""
