@@ -80,7 +80,7 @@ def select(args, start, artifact, x_train, y_train, training):
     print(f"validation ({args.validation} held-out training images, chip {args.chip}, noise seed "
           f"{args.seed + 1000}): start {base:.4f}; " + ", ".join(f"{k} {v:.4f}" for k, v in rows.items())
           + f"; chosen {best}")
-    table = {"validation_images": args.validation, "split": f"train_mnist.holdout_split(60000, {args.validation}, "
+    table = {"validation_images": args.validation, "split": f"train_mnist.holdout_split({len(y_train)}, {args.validation}, "
              f"default_rng({args.seed}))", "validation_noise_seed": args.seed + 1000,
              "epochs": args.select_epochs, "start": base, "candidates": rows,
              "chosen": [float(v) for v in best.split(":")]}
@@ -138,7 +138,6 @@ def main(argv=None):
         if args.select_start is not None:
             selection["start_model"] = str(args.select_start)
             selection["start_model_sha256"] = hashlib.sha256(args.select_start.read_bytes()).hexdigest()
-
         args.lr, args.logit_scale = selection["chosen"]
         if not args.retrain:
             args.epochs = args.select_epochs
