@@ -36,6 +36,16 @@ log = logging.getLogger("train_mnist")
 APP = mnist.APP
 
 
+def holdout_split(n, holdout, rng):
+    """(fit, held-out) indices of ``n`` training images: the first ``holdout`` of ``rng.permutation(n)`` are held out.
+
+    ``train_hil.py --select`` holds out the same images (same seed and count), so a model made with
+    ``--holdout`` has never been trained on its validation images.
+    """
+    order = rng.permutation(n)
+    return order[holdout:], order[:holdout]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
@@ -65,10 +75,8 @@ def main(argv=None) -> int:
     x_test, y_test = load_mnist("test")
 
     rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(y_train))
-    fit_idx = order[args.holdout:]
-    calib = order[:args.calib_size] if args.holdout else rng.choice(fit_idx, args.calib_size,
-                                                                    replace=False)
+    fit_idx, held_out = holdout_split(len(y_train), args.holdout, rng)
+    calib = held_out[:args.calib_size] if args.holdout else rng.choice(fit_idx, args.calib_size, replace=False)
     t0 = time.perf_counter()
     net = training.train_float(mnist.ARCH, mnist.float_input(x_train[fit_idx]), y_train[fit_idx],
                                training.FloatTrainOptions(args.epochs, args.batch_size, args.lr, seed=args.seed))

@@ -394,3 +394,26 @@ def test_shipped_integer_model_accuracy():
         pytest.skip(str(err))
     model = M.APP.load_model(SHIPPED_INT)
     assert M.APP.evaluate(model, images, labels, MockEngine()).accuracy >= 0.97
+
+
+def test_shipped_hil_settings_were_chosen_on_held_out_training_images():
+    """mnist_hil.json: the learning rate and logit scale are the validation winner, not test-set picks."""
+    info = json.loads((REPO / "data" / "models" / "mnist_hil.json").read_text())
+    sel = info["selection"]
+    assert sel is not None and len(sel["candidates"]) >= 2
+    best = max(sel["candidates"], key=sel["candidates"].get)
+    assert [float(v) for v in best.split(":")] == sel["chosen"] == [info["options"]["lr"],
+                                                                   info["options"]["logit_scale"]]
+    # the shipped run trains for as many epochs as the candidates were validated with
+    assert info["options"]["epochs"] == sel["epochs"]
+    assert all(0.9 < a <= 1 for a in sel["candidates"].values())
+    assert "--select" in info["command"] and len(info["training_data"]["images_labels_sha256"]) == 64
+
+
+def test_train_hil_refuses_a_selection_start_without_retraining(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import train_hil
+
+    with pytest.raises(SystemExit) as exc:
+        train_hil.main(["--select", "0.01:0.3", "--select-start", "x.npz"])
+    assert exc.value.code == 2 and "--select-start needs" in capsys.readouterr().err
