@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .common import echo_json, is_quiet, json_option, store_option, verbosity_options
+from .common import echo_json, is_quiet, json_option, store_option, verbosity, verbosity_options
 
 STATUS_ORDER = ("ok", "retried", "failed")
 
@@ -53,9 +53,8 @@ def _open(workers, scheduler, placement=None):
 
     if workers is not None and scheduler is not None:
         raise click.UsageError("--workers and --scheduler are mutually exclusive")
-    verbose = click.get_current_context().find_root().params.get("verbose", 0)
     # Dask logs cluster start and stop at INFO on its own handler: only with -v
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger("distributed").setLevel(logging.INFO if verbosity() else logging.ERROR)
     return Fleet(workers=workers, scheduler=scheduler, placement=placement)
 
 
