@@ -10,13 +10,13 @@ bit for bit.
 - :func:`sfc64_fill`: the random words of one noise block (16 interleaved
   SFC64 generators seeded by 48 words of the chip's noise stream, see
   :mod:`chipsim.noise`);
-- :func:`narrow`: the range check of the activations and their copy to
-  uint8, in one pass;
-- :func:`gather`: the pulses of the activation vectors, and their event
-  counts;
+- :func:`gather`: the pulses of the activation vectors, their event counts
+  and the bits set in any activation (the range check), in one pass over the
+  caller's array, whatever its integer dtype;
 - :func:`readout_fast`: per noise block its random words, then the 16-bit
   fixed-point read-out with the ``fast`` noise, and the full model for the
-  few values outside the 16-bit window (soft saturation, clipping);
+  few values outside their column's 16-bit window (soft saturation,
+  clipping), found from each column's extremes over the block;
 - :func:`readout_gauss`: per noise block its standard normals (the ziggurat of
   :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
 
@@ -42,6 +42,7 @@ _SHIFT_3 = np.uint64(3)
 _ROT_L = np.uint64(24)
 _ROT_R = np.uint64(40)
 _DOUBLE = 2.0 ** -53
+_V_NONE = np.int32(1 << 30)  #: above every 16-bit value: the start of a column's least value
 # the one formula, compiled for the loops below (numba keys its cache on this file: touch it if physics.py changes)
 soft_saturate = njit(nogil=True)(physics.soft_saturate)
 
@@ -91,42 +92,32 @@ def sfc64_fill(seed, out):
 
 
 @njit(nogil=True, cache=True)
-def narrow(x, out):
-    """``out[i] = x[i]`` as uint8 for unsigned integers ``x`` (1-d); returns ``max(x)``.
-
-    The activations' range check and their conversion to one byte in one
-    pass (the caller passes signed input viewed as unsigned, so negative
-    values count as huge). ``out`` is only meaningful when the maximum is
-    below 256.
-    """
-    if out.size != x.size:
-        raise ValueError("narrow: shapes do not match")
-    top = x.dtype.type(0) if x.size == 0 else x[0]
-    for i in range(x.size):
-        v = x[i]
-        top = max(top, v)
-        out[i] = np.uint8(v & 0xFF)
-    return top
-
-
-@njit(nogil=True, cache=True)
 def gather(x, table, pulses, events):
-    """``pulses[i, r] = table[32 r + x[i, r]]`` and ``events[i]`` = non-zero activations of row ``i``.
+    """``pulses[i, r] = table[32 r + x[i, r]]``, ``events[i]`` = non-zero activations of row ``i``; returns the OR of ``x``.
 
-    ``x`` holds validated activations 0..31 (any integer dtype), ``table`` is
-    the flat (128 * 32,) float32 pulse table.
+    ``x`` holds activations of any integer dtype, not yet checked: the caller
+    checks the returned OR of all values (``seen >> 5 != 0``: some value is
+    negative or above 31) before using anything else; out-of-range values only
+    ever index the table modulo 32. ``table`` is the flat (128 * 32,) float32
+    pulse table.
     """
     m = x.shape[0]
     if (x.shape[1] != ROWS or pulses.shape[0] != m or pulses.shape[1] != ROWS or events.size != m
             or table.size != 32 * ROWS):
         raise ValueError("gather: shapes do not match")
+    seen = x.dtype.type(0)
     for i in range(m):
+        x_i, p_i = x[i], pulses[i]
         e = 0
+        row_seen = x.dtype.type(0)  # a reduction of its own per row: the inner loop vectorizes
         for r in range(ROWS):
-            a = x[i, r]
-            pulses[i, r] = table[(r << 5) | a]
+            a = x_i[r]
+            row_seen |= a
+            p_i[r] = table[(r << 5) | np.intp(a & 31)]
             e += np.int64(a != 0)
         events[i] = e
+        seen |= row_seen
+    return seen
 
 
 @njit(nogil=True, cache=True)
@@ -147,17 +138,18 @@ def _block(blk, m):
 
 
 @njit(nogil=True, cache=True)
-def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_span, scale, base, shift, sat, has_sat,
-                 lo, hi):
+def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale, base, shift, sat, has_sat, lo, hi):
     """Read-out with the ``fast`` noise of noise blocks ``b0..b1-1`` (256 rows each) in 16-bit fixed point.
 
     Per block: its random words from ``seeds[b]`` (:func:`sfc64_fill`, laid out
     as :func:`chipsim.noise.binomial_counts` says); then row by row the
     fixed-point noise ``t = A B + K j``, ``v = floor(y + off)`` (clipped into
-    0..pre_hi first) and ``result = ((v + t) >> 7) - BIAS`` as the low byte;
-    the results whose ``v`` lies outside its column's window (where that is
-    exact) again with the full model in float64 (soft saturation of the mean,
-    rounding, clipping) as :func:`chipsim.kernel.reference` computes them.
+    0..pre_hi first) and ``result = ((v + t) >> 7) - BIAS`` as the low byte,
+    keeping each column's least and largest ``v``; last, in every column whose
+    extremes leave its window (where the 16-bit result is exact), the results
+    whose ``v`` lies outside it again with the full model in float64 (soft
+    saturation of the mean, rounding, clipping) as
+    :func:`chipsim.kernel.reference` computes them.
 
     Parameters
     ----------
@@ -173,9 +165,9 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_span, sca
         Fixed-point noise ``A B + K j`` per column.
     pre_hi : float32
         Highest value converted to 16 bits.
-    win_lo, win_span : int32 (256,)
-        The window of ``v`` per column, ``win_lo[c] <= v <= win_lo[c] + win_span[c]``
-        (a start beyond 65535: every value of the column is recomputed).
+    win_lo, win_hi : int32 (256,)
+        The window of ``v`` per column, ``win_lo[c] <= v <= win_hi[c]`` (a start
+        beyond 65535: every value of the column is recomputed).
     scale : float
     base, shift : float64 (256,)
     sat : float64 (4, 256)
@@ -185,40 +177,53 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_span, sca
     """
     noisy = seeds.shape[0] > 0
     _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
-    if win_lo.size != COLS or win_span.size != COLS:
+    if win_lo.size != COLS or win_hi.size != COLS:
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
     words = np.empty(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)
     raw = words.view(np.uint8)
     t = np.zeros(COLS, dtype=np.int32)
+    v_min = np.empty(COLS, dtype=np.int32)
+    v_max = np.empty(COLS, dtype=np.int32)
     for blk in range(b0, b1):
         r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n * 3 // 8])
         # separate views of the three byte planes and of each row let the compiler vectorize the loops
         byte0, byte1, dither = raw[:n], raw[n:2 * n], raw[2 * n:3 * n]
+        v_min[:] = _V_NONE
+        v_max[:] = 0
         for i in range(r0, r1):
             s0 = (i - r0) * COLS
             if noisy:
                 b0_i, b1_i, d_i = byte0[s0:s0 + COLS], byte1[s0:s0 + COLS], dither[s0:s0 + COLS]
                 for c in range(COLS):
-                    nb = np.int32(_popcount(b0_i[c])) + np.int32(_popcount(b1_i[c]))
-                    t[c] = A[c] * nb + K[c] * np.int32(d_i[c])
+                    t[c] = A[c] * _bits(b0_i[c], b1_i[c]) + K[c] * np.int32(d_i[c])
             y_i, out_i = y[i], out[i]
-            n_bad = 0
             for c in range(COLS):
                 vi = _fixed(y_i[c] + off[c], pre_hi)
-                n_bad += np.uint32(vi - win_lo[c]) > np.uint32(win_span[c])  # below the window wraps around
+                v_min[c] = min(v_min[c], vi)  # per column, not per row: two vector ops per value
+                v_max[c] = max(v_max[c], vi)
                 out_i[c] = np.int8(((vi + t[c]) >> 7) & 0xFF)  # BIAS is a multiple of 256
-            if n_bad:  # the full model for the values outside the window
-                for c in range(COLS):
-                    if np.uint32(_fixed(y_i[c] + off[c], pre_hi) - win_lo[c]) > np.uint32(win_span[c]):
-                        mean = np.float64(y_i[c] + off[c]) / scale - base[c]
+        for c in range(COLS):
+            if v_min[c] < win_lo[c] or v_max[c] > win_hi[c]:  # the full model for the values outside the window
+                for i in range(r0, r1):
+                    vi = _fixed(y[i, c] + off[c], pre_hi)
+                    if vi < win_lo[c] or vi > win_hi[c]:
+                        s = (i - r0) * COLS + c
+                        tc = A[c] * _bits(byte0[s], byte1[s]) + K[c] * np.int32(dither[s]) if noisy else 0
+                        mean = np.float64(y[i, c] + off[c]) / scale - base[c]
                         if has_sat:
                             mean = soft_saturate(mean, sat[0, c], sat[1, c], sat[2, c], sat[3, c])
                         z = mean + shift[c]
-                        z += t[c] / 128.0
-                        out_i[c] = np.int8(min(max(np.floor(z), lo[c]), hi[c]))
+                        z += tc / 128.0
+                        out[i, c] = np.int8(min(max(np.floor(z), lo[c]), hi[c]))
+
+
+@njit(nogil=True, cache=True)
+def _bits(u, v):
+    """Set bits of two random bytes: the binomial count ``B`` of one ``fast`` sample."""
+    return np.int32(_popcount(u)) + np.int32(_popcount(v))
 
 
 @njit(nogil=True, cache=True)
@@ -299,12 +304,13 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     half = words.view(np.uint32)
     e = np.empty(NOISE_ROWS * COLS, dtype=np.float64)
     bad = np.empty(NOISE_ROWS * COLS, dtype=np.int64)
+    flag = np.empty(NOISE_ROWS * COLS, dtype=np.uint8)
     mean = np.zeros(COLS, dtype=np.float64)
     for blk in range(b0, b1):
         r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n // 2])
-            n_bad = _ziggurat_boxes(half[:n], e[:n], bad)
+            n_bad = _ziggurat_boxes(half[:n], e[:n], bad, flag)
             if n_bad:
                 _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
         for i in range(r0, r1):
@@ -323,17 +329,34 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
 
 
 @njit(nogil=True, cache=True)
-def _ziggurat_boxes(half, e, bad):
-    """``e`` = the ziggurat's box sample of every 32-bit word of ``half``; the rejected positions into ``bad``."""
-    for s in range(half.size):
+def _ziggurat_boxes(half, e, bad, flag):
+    """``e`` = the ziggurat's box sample of every 32-bit word of ``half``; the rejected positions, in order, into ``bad``.
+
+    One vectorized pass computes every sample and a rejection flag (``flag``,
+    uint8, at least ``half.size``); a second reads the flags eight at a time
+    (about 1.5 % are set) and lists the positions.
+    """
+    n = half.size
+    for s in range(n):
         z = np.int64(half[s])
-        x = (z >> 9) * ZIG_W[z & 0xFF]
+        idx = z & 0xFF
+        rabs = z >> 9
+        x = rabs * ZIG_W[idx]
         e[s] = -x if (z >> 8) & 1 else x
+        flag[s] = rabs >= ZIG_K[idx]
     n_bad = 0
-    for s in range(half.size):
-        z = np.int64(half[s])
-        bad[n_bad] = s
-        n_bad += (z >> 9) >= ZIG_K[z & 0xFF]
+    n8 = n - n % 8
+    eights = flag[:n8].view(np.uint64)
+    for j in range(eights.size):
+        if eights[j]:
+            for s in range(8 * j, 8 * j + 8):
+                if flag[s]:
+                    bad[n_bad] = s
+                    n_bad += 1
+    for s in range(n8, n):
+        if flag[s]:
+            bad[n_bad] = s
+            n_bad += 1
     return n_bad
 
 

@@ -12,7 +12,7 @@ from .errors import ChipValueError, TruthAccessError
 from .geometry import ACT_MAX, CLOCK_NS, COLS, N_HEMISPHERES, N_NEURONS, ROWS, W_MAX, check_hemisphere
 from . import kernel
 from .knobs import RUN_LIMITS, default_knobs, knob_spec
-from .noise import NoiseStream, jit
+from .noise import NoiseStream
 from .params import draw_params, stream_rng
 from .physics import Transfer
 from .preset import load_preset
@@ -33,40 +33,12 @@ def _as_int_array(a, what, lo, hi, shape_desc):
     return as_int_array(a, what, lo, hi, note=shape_desc)
 
 
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-NARROW_MIN = 1 << 14  #: activations at least this many and wider than a byte are checked and narrowed in one pass
-
-
 def _as_activations(x):
-    """``x`` as an integer array after the 0..31 check (one pass for integer input).
-
-    Large contiguous arrays wider than a byte come back as a uint8 copy made in
-    the same pass (with the compiled loops): the kernel then reads a quarter to
-    an eighth of the bytes. The caller's array is never modified.
-    """
+    """``x`` as an integer array (integer arrays as they are: the kernel checks their range in its first pass)."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    kind = arr.dtype.kind
-    if kind in "iu":
-        if arr.size:
-            # negative values become huge as unsigned: one max() checks both ends
-            unsigned = arr.view(_UNSIGNED[arr.dtype.itemsize]) if kind == "i" else arr
-            J = jit() if arr.dtype.itemsize > 1 and arr.size >= NARROW_MIN and arr.flags.c_contiguous else None
-            if J is not None:
-                small = np.empty(arr.shape, dtype=np.uint8)
-                in_range = J.narrow(unsigned.reshape(-1), small.reshape(-1)) <= ACT_MAX
-                if in_range:
-                    return small
-            else:
-                in_range = unsigned.max() <= ACT_MAX
-            if not in_range:
-                lo, hi = arr.min(), arr.max()
-                bad = lo if lo < 0 else hi
-                raise ChipValueError(f"activations value {bad} outside 0..{ACT_MAX} (5-bit inputs)")
-        return arr.view(np.int64) if arr.dtype == np.uint64 else arr
-    arr = _as_int_array(arr, "activations", 0, ACT_MAX, "5-bit inputs")
-    return arr.astype(np.int64)
+    if arr.dtype.kind in "iu":
+        return arr
+    return _as_int_array(arr, "activations", 0, ACT_MAX, "5-bit inputs").astype(np.int64)
 
 
 def _check_run_param(name, value):

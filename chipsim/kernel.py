@@ -34,15 +34,17 @@ import time
 
 import numpy as np
 
-from .geometry import COLS, ROWS
+from .geometry import ACT_MAX, COLS, ROWS
 from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, GAUSS_SEED_WORDS, NOISE_ROWS, SEED_WORDS,
                     FastParams, binomial_counts, dither_bytes, gauss_normals, jit, sfc64_words, words_for)
 from .physics import soft_saturate
+from .validation import activation_range_error
 
 BIAS = 256  #: LSB added in the fixed-point kernel (a multiple of 256: the int8 is the low byte)
 _ROW_BASE = np.arange(ROWS, dtype=np.intp) * 32
 _NO_WINDOW = 1 << 20  #: a window start beyond every 16-bit value: the column is always recomputed
 _U16_MAX = (1 << 16) - 1
+ACT_BITS = ACT_MAX.bit_length()  #: activations are 5-bit
 
 
 class Plan:
@@ -112,17 +114,17 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
     if method == "gaussian":
         p.readout, p.args = "readout_gauss", (p.std, p.round_down, sat4, has_sat, p.lo, p.hi)
     elif f.integer:
-        win_lo, win_span = _column_windows(p, f)
+        win_lo, win_hi = _column_windows(p, f)
         # y is clipped into 0..65535 - t_max for the conversion to 16 bits: y < 0 gives a result below
         # -128 and y > 65535 - t_max one above 127 whatever the noise; such values lie outside the window
         pre_hi = np.float32(_U16_MAX - f.t_max)
-        p.readout, p.args = "readout_fast", (f.A.astype(np.int32), f.k.astype(np.int32), pre_hi, win_lo, win_span,
+        p.readout, p.args = "readout_fast", (f.A.astype(np.int32), f.k.astype(np.int32), pre_hi, win_lo, win_hi,
                                              p.scale, p.base, p.shift, sat4, has_sat, p.lo, p.hi)
     return p
 
 
 def _column_windows(p, f):
-    """Per-column windows of ``floor(y)`` for the 16-bit read-out: start and span, int32 (256,) each.
+    """Per-column windows of ``floor(y)`` for the 16-bit read-out: first and last value, int32 (256,) each.
 
     The window of a column is where neither clipping (``floor(y) >= 128 (lo +
     BIAS)`` and ``floor(y) + t_max < 128 (hi + BIAS + 1)``, with the column's
@@ -141,17 +143,19 @@ def _column_windows(p, f):
     w_lo, w_hi = np.ceil(w_lo), np.floor(w_hi) - 1
     empty = w_hi < w_lo
     start = np.where(empty, _NO_WINDOW, w_lo).astype(np.int32)
-    span = np.where(empty, 0, w_hi - w_lo).astype(np.int32)
-    return start, span
+    last = np.where(empty, _NO_WINDOW, w_hi).astype(np.int32)
+    return start, last
 
 
 def run(x, plans, stream, profile=None):
-    """Run validated activations through the plans.
+    """Check the activations and run them through the plans.
 
     Parameters
     ----------
     x : ndarray of int, shape (n_runs, batch, 128)
-        Activations 0..31 (already checked), any integer dtype but uint64.
+        Activations, any integer dtype, not yet range-checked: values outside
+        0..31 raise :class:`~chipsim.errors.ChipValueError` before any noise is
+        drawn (the compiled path checks them in its first pass over ``x``).
     plans : sequence of Plan, length n_runs
         One plan per run; the runs draw noise in this order.
     stream : NoiseStream
@@ -172,6 +176,8 @@ def run(x, plans, stream, profile=None):
         return out, events
     J = jit() if all(p.readout is not None for p in plans) else None
     if J is None:
+        if _unsigned(x).max() > ACT_MAX:  # negative values are huge as unsigned
+            raise activation_range_error(x)
         reference(x, plans, stream, out, events)
     else:
         _run_compiled(J, x, plans, stream, out, events, _Steps(profile))
@@ -195,11 +201,18 @@ def _seeds(stream, p, n_blocks):
     return stream.seeds(n_blocks if p.draws else 0, p.seed_words)
 
 
+def _unsigned(x):
+    return x.view(np.dtype(f"u{x.dtype.itemsize}")) if x.dtype.kind == "i" else x
+
+
 def _run_compiled(J, x, plans, stream, out, events, step):
     n_runs, batch = x.shape[:2]
     pulses = np.empty((n_runs, batch, ROWS), dtype=np.float32)
+    seen = 0
     for k, p in enumerate(plans):
-        J.gather(x[k], p.table, pulses[k], events[k])
+        seen |= int(J.gather(x[k], p.table, pulses[k], events[k]))
+    if seen >> ACT_BITS:  # a value above 31, or a negative one
+        raise activation_range_error(x)
     step("gather")
     y = np.empty((n_runs, batch, COLS), dtype=np.float32)
     for k, p in enumerate(plans):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .errors import ChipValueError
+from .geometry import ACT_MAX
 
 
 def as_int_array(a, what, lo, hi, *, error=ChipValueError, note=""):
@@ -41,3 +42,10 @@ def as_int_array(a, what, lo, hi, *, error=ChipValueError, note=""):
             suffix = f" ({note})" if note else ""
             raise error(f"{what} value {bad:g} outside {lo}..{hi}{suffix}")
     return arr
+
+
+def activation_range_error(x):
+    """The one-line error for integer activations ``x`` (non-empty) that hold a value outside 0..31."""
+    lo, hi = x.min(), x.max()
+    bad = lo if lo < 0 else hi
+    return ChipValueError(f"activations value {bad} outside 0..{ACT_MAX} (5-bit inputs)")

@@ -191,33 +191,37 @@ def test_compiled_and_reference_paths_agree_bit_for_bit(rng, monkeypatch, wide_n
         assert (compiled[0] == 127).any() and (compiled[0] < -100).any()
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16])
-def test_wide_activations_are_checked_and_narrowed_in_one_pass(rng, monkeypatch, dtype):
-    """Large int arrays are range-checked and copied to uint8 by one compiled loop: the same results, the
-    same errors, the caller's array untouched."""
-    from bss2_calib.chipsim import chip as chip_module
-
-    x = rng.integers(0, 32, (2, 300, 128)).astype(dtype)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.uint64, np.int8])
+@pytest.mark.parametrize("compiled", ["1", "0"])
+def test_activations_of_any_integer_dtype_are_checked_where_they_are_read(rng, monkeypatch, dtype, compiled):
+    """Integer activations go to the kernel as they are: the compiled gather checks their range in its own pass
+    (the numpy reference with one max): the same results as uint8 input, the same one-line errors, the caller's
+    array untouched, and a refused call draws no noise."""
+    monkeypatch.setenv("BSS2_CHIPSIM_JIT", compiled)
+    x8 = rng.integers(0, 32, (2, 300, 128)).astype(np.uint8)
+    x = x8.astype(dtype)
     w = rng.integers(-63, 64, (128, 256))
     kept = x.copy()
 
-    def session(narrow_min):
-        monkeypatch.setattr(chip_module, "NARROW_MIN", narrow_min)
-        chip = Chip(1, "default", noise_seed=4)
-        chip.set_weights(w, 0)
-        chip.set_weights(-w, 1)
-        return chip.run(x, "both"), chip.run(x[0], 1)
+    def chip():
+        c = Chip(1, "default", noise_seed=4)
+        c.set_weights(w, 0)
+        c.set_weights(-w, 1)
+        return c
 
-    for u, v in zip(session(1), session(1 << 40)):
-        np.testing.assert_array_equal(u, v)
+    a, b = chip(), chip()
+    np.testing.assert_array_equal(a.run(x, "both"), b.run(x8, "both"))
+    np.testing.assert_array_equal(a.run(x[0], 1), b.run(x8[0], 1))
     np.testing.assert_array_equal(x, kept)
-    monkeypatch.setattr(chip_module, "NARROW_MIN", 1)
-    assert chip_module._as_activations(x).dtype == np.uint8  # the narrowing is what ran above
-    for bad in ([-3] if np.issubdtype(dtype, np.signedinteger) else []) + [32, 300]:
+    for bad in ([-3] if np.issubdtype(dtype, np.signedinteger) else []) + ([32, 100] if dtype == np.int8 else [32, 300]):
         y = x.copy()
         y[1, 299, 127] = bad
-        with pytest.raises(ValueError, match=f"activations value {bad} outside 0..31"):
-            Chip(1, "default").run(y, "both")
+        with pytest.raises(ValueError, match=f"^activations value {bad} outside 0..31 \\(5-bit inputs\\)$"):
+            a.run(y, "both")
+        with pytest.raises(ValueError, match=f"activations value {bad} outside"):
+            a.run(y[1], 0)
+    np.testing.assert_array_equal(a.run(x8, "both"), b.run(x8, "both"))  # the refused calls drew nothing
+    assert a.counters == b.counters and a.hw_time_s == b.hw_time_s
 
 
 def test_compiled_sfc64_is_numpys(rng):
@@ -344,7 +348,7 @@ def _compiled_normals(seeds):
     words, e, bad = np.empty(n // 2, np.uint64), np.empty((len(seeds), n)), np.empty(n, np.int64)
     for b, seed in enumerate(seeds):  # the steps of _jit.readout_gauss
         _jit.sfc64_fill(seed, words)
-        n_bad = _jit._ziggurat_boxes(words.view(np.uint32), e[b], bad)
+        n_bad = _jit._ziggurat_boxes(words.view(np.uint32), e[b], bad, np.empty(n, np.uint8))
         _jit._ziggurat_rest(words.view(np.uint32), e[b], bad[:n_bad], seed[noise.SEED_WORDS:])
     return e.ravel()
 
