@@ -10,7 +10,8 @@ Two implementations compute the same numbers bit for bit
 (``tests/test_chipsim_noise.py`` compares them on several presets):
 
 compiled (:mod:`chipsim._jit`, numba; what runs)
-    One loop gathers the pulses and counts the events, BLAS multiplies with
+    One loop gathers the pulses, counts the events and checks the activations'
+    range (in the same pass over the caller's array), BLAS multiplies with
     its own threads, then the read-out loops take the noise blocks: per
     block its random words and, row by row, the noise and the rounding. With
     the ``fast`` noise the scaled product is a 16-bit fixed-point number and
