@@ -315,6 +315,16 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
                 _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
         for i in range(r0, r1):
             y_i, out_i, e_i = y[i], out[i], e[(i - r0) * COLS:(i - r0 + 1) * COLS]
+            if noisy and not has_sat:  # one pass (the same operations in the same order as below)
+                if round_down:
+                    for c in range(COLS):
+                        out_i[c] = np.int8(min(max(np.floor(np.float64(y_i[c] + off[c]) + std[c] * e_i[c]), lo[c]),
+                                               hi[c]))
+                else:
+                    for c in range(COLS):
+                        out_i[c] = np.int8(min(max(np.rint(np.float64(y_i[c] + off[c]) + std[c] * e_i[c]), lo[c]),
+                                               hi[c]))
+                continue
             for c in range(COLS):
                 mean[c] = np.float64(y_i[c] + off[c])
             if has_sat:  # a loop of its own: the others vectorize
