@@ -40,17 +40,19 @@ What routing could not avoid for lack of room is run again (``CorrectionOptions.
 on by default) as *spill tiles*, after the ordinary tiles, on whatever slots the
 assignment gives them, placed and corrected like any tile:
 
-* logical rows whose weight is lost on dead drivers: a spill tile with those inputs
-  and the tile's other columns; its output is added to the tile's;
+* logical rows whose weight is lost on dead drivers: a spill tile with those inputs,
+  carrying what they miss on the tile's other columns; its output is added to the tile's
+  (in a tile that spills anyway, what stuck synapses miss rides along the same way);
 * logical columns on dead, noisy or out-of-reach weak neurons: a spill tile with all
   of the tile's rows and those columns; the tile's own output for them is discarded.
 
 Spill tiles are cut into blocks that leave as many rows and columns free as the worst
 hemisphere of the engine has dead drivers and dead, noisy or weak neurons, so routing
-has room (a full 128-row column spill becomes two halves of 64). One level only: what a
-spill tile still loses is counted as lost. The sum of a row spill and its tile adds two
-read-outs' noise (about sqrt(2) times the noise for those columns). Spill runs cost tile
-runs and hardware time (``stats["spill_runs"]``, ``stats["spill_hw_time_s"]``).
+has room (a full 128-row column spill becomes two halves of 64, each also carrying half
+of the lost rows' columns). One level only: what a spill tile still loses is counted as
+lost. A column's result is then the sum of two read-outs: their noise adds (about
+sqrt(2) times one read-out's noise, and two roundings). Spill runs cost tile runs and
+hardware time (``stats["spill_runs"]``, ``stats["spill_hw_time_s"]``).
 What is neither avoided nor spilled is counted per weight matrix and fault kind in
 :meth:`Engine.fault_report` (spilled elements as ``spilled``). On a chip without
 recorded faults the placement is the identity and nothing spills.

@@ -53,9 +53,9 @@ more free. What remains is counted per fault kind (:data:`KINDS`): ``met``
 (elements the identity placement would have used), ``placed`` (elements the
 final placement uses), ``compensated`` (placed, but every weight reached
 within one weight step), ``spilled`` (placed and not reached, but run again
-in a spill tile, ``CorrectionOptions.spill``: what rows miss on dead drivers and
-stuck synapses, and whole columns on dead, noisy or out-of-reach weak neurons)
-and ``lost`` (placed, not reached, not spilled). "Used" means: a
+in a spill tile, ``CorrectionOptions.spill``: what rows miss on dead drivers, whole
+columns on dead, noisy or out-of-reach weak neurons, and what stuck synapses miss
+in a tile that spills for those) and ``lost`` (placed, not reached, not spilled). "Used" means: a
 driver row or neuron column with a nonzero weight; a stuck-at-zero synapse
 with a nonzero weight of its sign; any stuck-at-max synapse (it passes
 current even at weight 0); a weak column only where out of reach. Dead, noisy
@@ -285,7 +285,8 @@ class Placement:
         Nonzero weights lost on faulty elements.
     spill_rows : ndarray of int, shape (k,)
         Logical rows to run again in a spill tile (``CorrectionOptions.spill``): rows that
-        miss weight on a dead driver or a stuck synapse. Empty without ``spill``.
+        miss weight on a dead driver, or on a stuck synapse of a tile that spills anyway.
+        Empty without ``spill``.
     spill_weights : ndarray of int64, shape (k, c)
         What those rows miss, as weights -63..63 (0 on ``spill_cols`` and where nothing is
         missed): the spill tile's output for them is added to the tile's.
@@ -402,14 +403,20 @@ def _count(hs, w, rows, cols, err=None):
 def _spill(hs, w, rows, cols, prog, counts):
     """What a spill tile must run again: (logical rows, their residual weights, logical columns); counts updated.
 
-    Every weight that misses by more than a weight step on a faulty element (dead driver, stuck
-    synapse: :func:`_fault_elements`) leaves a residual ``(v - got) / scale`` (as a weight, rounded,
-    within -63..63; what partner rows already carry is included in ``got``), which a spill tile
-    adds; columns on dead, noisy or out-of-reach weak neurons are run again whole.
+    A tile spills when routing left it rows that miss weight on dead drivers or columns on dead,
+    noisy or out-of-reach weak neurons: those columns are run again whole, and every weight that
+    misses by more than a weight step on a faulty element (dead driver, stuck synapse:
+    :func:`_fault_elements`) leaves a residual ``(v - got) / scale`` (as a weight, rounded, within
+    -63..63; what partner rows already carry is included in ``got``) that the spill tile adds.
+    Stuck synapses alone do not make a tile spill: a single synapse's miss is small next to the
+    read-out noise a spill tile adds to its columns; they ride along when the tile spills anyway.
     """
     lost_c = np.logical_or.reduce(list(_lost_columns(hs, w, rows, cols).values()))
-    lost = np.logical_or.reduce(list(_fault_elements(hs, w, rows, cols).values())) & (prog["err"] > _LOST)
-    lost &= ~lost_c[None, :]
+    elements = _fault_elements(hs, w, rows, cols)
+    missed = prog["err"] > _LOST
+    if not (lost_c.any() or (elements["dead_driver"] & missed).any()):
+        return np.zeros(0, dtype=np.int64), np.zeros((0, w.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lost = np.logical_or.reduce(list(elements.values())) & missed & ~lost_c[None, :]
     res = np.where(lost, np.clip(np.rint(prog["miss"] / prog["scale"][None, :]), -W_MAX, W_MAX), 0).astype(np.int64)
     spill_rows = np.flatnonzero(res.any(axis=1))
     for c in counts.values():  # every lost element is carried by a row or a column spill
@@ -451,8 +458,7 @@ def place(corrections, hemisphere, w, options, hs=None):
     counts = _count(hs, w, rows, cols, prog["err"])
     for k in KINDS:
         counts[k]["met"] = met[k]["met"]
-    spill_rows = spill_cols = np.zeros(0, dtype=np.int64)
-    spill_weights = np.zeros((0, c), dtype=np.int64)
+    spill_rows, spill_weights, spill_cols = np.zeros(0, np.int64), np.zeros((0, c), np.int64), np.zeros(0, np.int64)
     if options.spill:
         spill_rows, spill_weights, spill_cols = _spill(hs, w, rows, cols, prog, counts)
     return Placement(rows=prog["rows"], src=prog["src"], cols=cols, codes=prog["codes"], scale=prog["scale"],
