@@ -194,8 +194,8 @@ def residual_case(chips, artifacts, layout, kind, rng, vectors):
                         CorrectionOptions(spare_rows=spare_r, spare_columns=spare_c, spill=False))
         ys[case] = y = engine.matmul(x, w, name=f"{layout} {kind}")
         rms, col = column_figures(y - target, inside)
-        out[case] = {"rms_lsb": rms, "col": col, "runs": engine.stats["tile_runs"], "hw_time_s": engine.stats["hw_time_s"],
-                     "spill_runs": engine.stats["spill_runs"], "spill_hw_time_s": engine.stats["spill_hw_time_s"]}
+        out[case] = {"rms_lsb": rms, "col": col, "runs": engine.stats["tile_runs"],
+                     **{k: engine.stats[k] for k in ("hw_time_s", "spill_runs", "spill_hw_time_s")}}
         if case in ("calibrated", "no_spill"):
             out[case]["fault_report"] = engine.fault_report().total()
     floor_median = float(np.nanmedian(out["floor"]["col"]))
@@ -275,7 +275,8 @@ def residual_table(report):
                     f"{', '.join(str(sum(v['over_by_cause'][k] for v in c)) for k in CAUSES)} | "
                     f"{sum(v['spill_runs'] for v in c)} / {sum(v['runs'] for v in c)} | "
                     f"{_spread([r['spill_overhead']['hw_time'] for r in runs])} | "
-                    f"{_spread([r['no_spill']['col_worst'] for r in runs])}, {sum(r['no_spill']['over'] for r in runs)} |")
+                    f"{_spread([r['no_spill']['col_worst'] for r in runs])}, "
+                    f"{sum(r['no_spill']['over'] for r in runs)} |")
     return "\n".join(lines)
 
 

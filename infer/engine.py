@@ -75,6 +75,7 @@ from bss2_calib.chipsim.validation import as_int_array
 from .corrections import CorrectionOptions, Corrections
 from .errors import ArtifactMismatchWarning, IncompatibleArtifact, InferValueError
 from .routing import COUNTS, KINDS, FaultReport, Hemisphere, place
+from .spill import spill_tiles
 
 __all__ = ["Engine", "FaultReport", "Measurement", "check_activations", "check_weights"]
 
@@ -441,7 +442,8 @@ class Engine:
         else:
             p = self._placement(slot, key, tile_id, w_tile, options)
             slot.rows, slot.src, slot.cols = p.rows, p.src, p.cols
-            slot.spill = (p.spill_rows, p.spill_weights, p.spill_cols) if p.spill_rows.size or p.spill_cols.size else None
+            lost = p.spill_rows.size or p.spill_cols.size
+            slot.spill = (p.spill_rows, p.spill_weights, p.spill_cols) if lost else None
             full[np.ix_(p.rows, p.cols)] = p.codes
             slot.scale, slot.offset = p.scale, corr.column_offset(h, p.cols)
             dead = corr.column_dead(h, p.cols)
@@ -553,48 +555,10 @@ class Engine:
         host["partition"] += clock() - t0 - (host["corrections"] - before[0]) - (host["simulation"] - before[1])
 
     def _spill_jobs(self, wa, tile, t, chip_index, hemisphere, lost_rows, residual, lost_cols):
-        """Spill tiles of tile t (placed on chip_index's hemisphere): list of (tile id, rows, columns, weights).
-
-        ``rows`` and ``columns`` index ``wa``. Rows that miss weight on dead drivers or stuck synapses
-        are run again with what they miss (``residual``, see :func:`infer.routing.place`) on the
-        columns where they miss it: the output adds to the tile's. Columns on dead, noisy or
-        out-of-reach weak neurons are run again with all of the tile's rows: the tile's own output
-        for them was discarded. Spill tiles leave as many rows and columns free as the worst
-        hemisphere of the engine's chips has dead drivers and dead, noisy or weak neurons, so routing
-        has room wherever they land: the tile's rows are cut into n near-equal blocks for the lost
-        columns, the residual's columns into n blocks for the lost rows, and block k of each share
-        spill tile k (the rest of that tile's weights are 0).
-        """
-        r0, r1, c0, c1 = tile
-        rows, cols = np.arange(r0, r1), np.arange(c0, c1)
-        lr, lc = rows[lost_rows], cols[lost_cols]
-        kk = np.flatnonzero(residual.any(axis=0))  # tile columns where the lost rows miss something
-        max_r = min(self.tile_rows, ROWS - self._room("spare_rows"))
-        max_c = min(self.tile_cols, COLS - self._room("spare_columns"))
-        if lr.size > max_r // 2 or lc.size > max_c // 2:  # too many to share tiles: apart
-            return (self._spill_blocks(("spill", t, chip_index, hemisphere, 0), rows, lc, wa[np.ix_(rows, lc)],
-                                       max_r, max_c)
-                    + self._spill_blocks(("spill", t, chip_index, hemisphere, 1), lr, cols[kk], residual[:, kk],
-                                         max_r, max_c))
-        n = max(-(-rows.size // (max_r - lr.size)) if lc.size else 1, -(-kk.size // (max_c - lc.size)))
-        jobs = []
-        for k, (rb, kb) in enumerate(zip(np.array_split(rows, n) if lc.size else [rows[:0]] * n,
-                                         np.array_split(kk, n))):
-            rs = np.union1d(rb, lr)
-            w = np.zeros((rs.size, lc.size + kb.size), dtype=np.int64)
-            w[np.isin(rs, rb), :lc.size] = wa[np.ix_(rb, lc)]  # the lost columns: this block of the tile's rows
-            w[np.isin(rs, lr), lc.size:] = residual[:, kb]  # the other columns: what the lost rows miss
-            jobs.append((("spill", t, chip_index, hemisphere, k), rs, np.concatenate([lc, cols[kb]]), w))
-        return jobs
-
-    @staticmethod
-    def _spill_blocks(tid, rows, cols, w, max_r, max_c):
-        """Spill tiles of weights w (rows x cols of wa) in near-equal blocks of at most max_r x max_c."""
-        if not rows.size or not cols.size:
-            return []
-        rb = np.array_split(np.arange(rows.size), -(-rows.size // max_r))
-        cb = np.array_split(np.arange(cols.size), -(-cols.size // max_c))
-        return [((*tid, a, b), rows[i], cols[j], w[np.ix_(i, j)]) for a, i in enumerate(rb) for b, j in enumerate(cb)]
+        """Spill tiles of tile t as placed on chip_index's hemisphere (:func:`infer.spill.spill_tiles`)."""
+        room = (min(self.tile_rows, ROWS - self._room("spare_rows")),
+                min(self.tile_cols, COLS - self._room("spare_columns")))
+        return spill_tiles(wa, tile, ("spill", t, chip_index, hemisphere), lost_rows, residual, lost_cols, room)
 
     def _run_jobs(self, jobs, xa, wa, n, wait, out, log):
         """Run tiles in rounds of one tile per slot; add their outputs into out.

@@ -375,7 +375,7 @@ def _lost_columns(hs, w, rows, cols):
 
 
 def _fault_elements(hs, w, rows, cols):
-    """{kind: (r, c) bool} weights that meet a dead driver, a stuck-at-zero synapse of their sign or a stuck-at-max one."""
+    """{kind: (r, c) bool} weights on a dead driver, a stuck-at-zero synapse of their sign or a stuck-at-max one."""
     nz = w != 0
     live_r, live_c = ~hs.row_dead[rows], ~hs.col_dead[cols]
     szr = np.where(w < 0, hs.stuck_zero[1][np.ix_(rows, cols)], hs.stuck_zero[0][np.ix_(rows, cols)])
@@ -417,7 +417,8 @@ def _spill(hs, w, rows, cols, prog, counts):
     if not (lost_c.any() or (elements["dead_driver"] & missed).any()):
         return np.zeros(0, dtype=np.int64), np.zeros((0, w.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64)
     lost = np.logical_or.reduce(list(elements.values())) & missed & ~lost_c[None, :]
-    res = np.where(lost, np.clip(np.rint(prog["miss"] / prog["scale"][None, :]), -W_MAX, W_MAX), 0).astype(np.int64)
+    res = np.clip(np.rint(prog["miss"] / prog["scale"][None, :]), -W_MAX, W_MAX)
+    res = np.where(lost, res, 0).astype(np.int64)
     spill_rows = np.flatnonzero(res.any(axis=1))
     for c in counts.values():  # every lost element is carried by a row or a column spill
         c["spilled"], c["lost"] = c["lost"], 0

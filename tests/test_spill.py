@@ -6,6 +6,7 @@ from bss2_calib.chipsim import COLS, ROWS, Chip
 from bss2_calib.infer import CorrectionOptions, Corrections, Engine
 from bss2_calib.infer.corrections import Faults
 from bss2_calib.infer.routing import place
+from bss2_calib.infer.spill import spill_tiles
 
 G = 0.002
 ON, OFF = CorrectionOptions(), CorrectionOptions(spill=False)
@@ -68,7 +69,8 @@ def _claimed(chip, dead_driver, dead, noisy, weak):
     gain[weak] = 0.3
     return Corrections(pulse_steps=ident.pulse_steps, gain_exc=gain, gain_inh=gain.copy(),
                        offset_lsb=ident.offset_lsb, synapse_exc=ident.synapse_exc, synapse_inh=ident.synapse_inh,
-                       driver_ok=~dd, neuron_ok=~(nd | nn), faults=Faults(driver_dead=dd, neuron_dead=nd, neuron_noisy=nn),
+                       driver_ok=~dd, neuron_ok=~(nd | nn),
+                       faults=Faults(driver_dead=dd, neuron_dead=nd, neuron_noisy=nn),
                        chip_id=chip.chip_id, preset_name=chip.preset.name, preset_sha256=chip.preset.sha256)
 
 
@@ -123,3 +125,25 @@ def test_spilled_columns_replace_the_tiles_output_and_lost_rows_add():
     # single tile is, float32 ties included); the noisy column (healthy here) is replaced, not doubled
     assert np.max(np.abs(on - G * (x @ w))) < 2
     assert np.abs(exact[:, noisy]).mean() > 5
+
+
+def test_spill_tiles_carry_every_lost_weight_once_and_leave_room():
+    rng = np.random.default_rng(7)
+    wa = rng.integers(-63, 64, (300, 600))
+    tile = (128, 256, 256, 512)  # a full tile of wa
+    lost_rows, lost_cols = np.array([3, 60, 100]), np.array([5, 6, 200])
+    residual = rng.integers(-63, 64, (3, 256))
+    residual[:, lost_cols] = 0  # (the placement leaves the lost columns to the column spill)
+    residual[:, 10:30] = 0  # nothing missed there
+    room = (125, 250)  # the worst hemisphere has 3 dead drivers and 6 dead, noisy or weak neurons
+    jobs = spill_tiles(wa, tile, ("spill", 1), lost_rows, residual, lost_cols, room)
+    assert len(jobs) == 2  # the 128 rows in two halves, each also carrying half of the residual's columns
+    total = np.zeros((128, 256), dtype=np.int64)
+    for tid, rows, cols, w in jobs:
+        assert tid[:2] == ("spill", 1) and w.shape == (rows.size, cols.size)
+        assert rows.size <= room[0] and cols.size <= room[1]
+        np.add.at(total, np.ix_(rows - 128, cols - 256), w)
+    expected = np.zeros((128, 256), dtype=np.int64)
+    expected[:, lost_cols] = wa[128:256, 256 + lost_cols]
+    expected[lost_rows] += residual
+    np.testing.assert_array_equal(total, expected)
