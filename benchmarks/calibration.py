@@ -18,7 +18,9 @@ Prints (and with ``--json`` emits one JSON object):
   (``g_t`` = 0.002, the artifact's target gain), with no gain fitted or rescaled:
 
   - *calibrated*: the population's chip, calibrated by ``calib.calibrate``, run
-    through ``Engine(chip, artifact)``;
+    through ``Engine(chip, artifact)`` with the engine's default options (spill tiles
+    on: what routing cannot save for lack of room is run again, see ``infer.engine``);
+  - *without spill*: the same, ``CorrectionOptions(spill=False)``, same noise seed;
   - *floor*: the population's ideal chip (no mismatch, no faults, the population's
     nominal gain and noise: ``ideal`` for ``default``/``harsh``, ``stress-ideal`` for
     ``stress``), calibrated by the same pipeline and run through the engine;
@@ -36,8 +38,10 @@ Prints (and with ``--json`` emits one JSON object):
   all points; per column (logical output) its rms, and the median, 99th percentile
   and worst over columns; columns above 3x the floor's median column rms, by cause
   (read from the artifact's fault masks and the engine's placement, never the
-  truth): on a dead or noisy neuron, on a weak neuron out of reach, explained by
-  weights the tile put on dead drivers (full tiles: no free row), or other.
+  truth): left to a spill tile (the column itself or weights its rows miss), on a
+  dead or noisy neuron, on a weak neuron out of reach, explained by weights the tile
+  put on dead drivers (full tiles: no free row), or other. The spill's cost: spill
+  runs of all tile runs, and simulated hardware time with spill / without.
 
 Targets (issue 11): on ``default`` the calibrated rms is at most 1.05x the floor's,
 dense and sparse; on every population no column above 3x the floor's median column
@@ -116,7 +120,7 @@ LAYOUTS = {"full": (0, 0), "spare": (16, 32)}  # spare rows, spare columns per t
 WORKLOADS = {"dense": {"active": None, "num_sends": 2}, "sparse": {"active": 4, "num_sends": 8}}
 LIMIT_LSB = 70.0  # targets beyond this leave the linear range and are not scored
 OUTLIER = 3.0  # a column above this many times the floor's median column rms is an outlier
-CAUSES = ("dead/noisy", "weak", "dead driver", "other")
+CAUSES = ("dead/noisy", "weak", "dead driver", "spilled", "other")
 
 
 def workload(rng, kind, n_in, n_out, vectors):
@@ -140,16 +144,17 @@ def column_figures(err, inside):
     return float(np.sqrt(e2.sum() / inside.sum())), col
 
 
-def attribute(artifact, x, w, layout, num_sends, err, inside, threshold):
+def attribute(artifact, x, w, layout, num_sends, err, inside, threshold, spill=True):
     """Why each logical column is off, from the artifact's fault masks and the engine's (deterministic) placement.
 
-    Returns an array of str per column: "" (within threshold), "dead/noisy" (on a dead or noisy
-    neuron), "weak" (a weak neuron out of reach), "dead driver" (within threshold once the weights
-    its tile placed on dead drivers are added back), "other".
+    Returns an array of str per column: "" (within threshold), "spilled" (its tile's placement
+    left it to a spill tile: the column itself, or weights its rows miss), "dead/noisy" (on a dead
+    or noisy neuron), "weak" (a weak neuron out of reach), "dead driver" (within threshold once the
+    weights its tile placed on dead drivers are added back), "other".
     """
     corr = Corrections.from_artifact(artifact)
     spare_r, spare_c = LAYOUTS[layout]
-    opts = CorrectionOptions(spare_rows=spare_r, spare_columns=spare_c)
+    opts = CorrectionOptions(spare_rows=spare_r, spare_columns=spare_c, spill=spill)
     r, c = ROWS - spare_r, COLS - spare_c
     f = corr.faults
     out = np.full(w.shape[1], "", dtype=object)
@@ -164,9 +169,11 @@ def attribute(artifact, x, w, layout, num_sends, err, inside, threshold):
         e = err[:, sl]
         fixed = np.sqrt(np.where(inside[:, sl], (e + lost) ** 2, 0).sum(0) / inside[:, sl].sum(0))
         rms = np.sqrt(np.where(inside[:, sl], e ** 2, 0).sum(0) / inside[:, sl].sum(0))
-        why = np.where(rms <= threshold, "", np.where(
+        spilled = p.spill_weights.any(axis=0)
+        spilled[p.spill_cols] = True
+        why = np.where(rms <= threshold, "", np.where(spilled, "spilled", np.where(
             f.neuron_dead[nid] | f.neuron_noisy[nid], "dead/noisy", np.where(
-                hs.out_of_reach(wt, p.cols), "weak", np.where(fixed <= threshold, "dead driver", "other"))))
+                hs.out_of_reach(wt, p.cols), "weak", np.where(fixed <= threshold, "dead driver", "other")))))
         out[sl] = why
     return out
 
@@ -180,29 +187,31 @@ def residual_case(chips, artifacts, layout, kind, rng, vectors):
     target = 0.002 * n * (x @ w).astype(np.float64)
     inside = np.abs(target) <= LIMIT_LSB
     opts = CorrectionOptions(spare_rows=spare_r, spare_columns=spare_c)
-    out = {}
-    for case, (chip, art) in zip(("calibrated", "floor", "ideal_uncalibrated", "uncalibrated"),
-                                 zip(chips, artifacts)):
-        engine = Engine(chip, art, num_sends=n, correction=opts)
-        y = engine.matmul(x, w, name=f"{layout} {kind}")
-        if case == "calibrated":
-            ys_cal = y
+    out, ys = {}, {}
+    cases = ("calibrated", "floor", "ideal_uncalibrated", "uncalibrated", "no_spill")
+    for case, chip, art in zip(cases, chips, artifacts):
+        engine = Engine(chip, art, num_sends=n, correction=opts if case != "no_spill" else
+                        CorrectionOptions(spare_rows=spare_r, spare_columns=spare_c, spill=False))
+        ys[case] = y = engine.matmul(x, w, name=f"{layout} {kind}")
         rms, col = column_figures(y - target, inside)
-        out[case] = {"rms_lsb": rms, "col": col}
-        if case == "calibrated":
-            out["fault_report"] = engine.fault_report().total()
+        out[case] = {"rms_lsb": rms, "col": col, "runs": engine.stats["tile_runs"],
+                     **{k: engine.stats[k] for k in ("hw_time_s", "spill_runs", "spill_hw_time_s")}}
+        if case in ("calibrated", "no_spill"):
+            out[case]["fault_report"] = engine.fault_report().total()
     floor_median = float(np.nanmedian(out["floor"]["col"]))
     thr = OUTLIER * floor_median
-    for case in list(out):
-        if case == "fault_report":
-            continue
+    for case in cases:
         col = out[case].pop("col")
         out[case].update(col_median=float(np.nanmedian(col)), col_p99=float(np.nanpercentile(col, 99)),
                          col_worst=float(np.nanmax(col)), over=int((col > thr).sum()))
-    why = attribute(artifacts[0], x, w, layout, n, ys_cal - target, inside, thr)
-    out["calibrated"]["over_by_cause"] = {k: int((why == k).sum()) for k in CAUSES}
-    # the issue's exception: dead or noisy neurons on full tiles (no room to route)
-    out["calibrated"]["over_not_excepted"] = int(((why != "") & ~((why == "dead/noisy") & (layout == "full"))).sum())
+    for case, spill in (("calibrated", True), ("no_spill", False)):
+        why = attribute(artifacts[0], x, w, layout, n, ys[case] - target, inside, thr, spill=spill)
+        out[case]["over_by_cause"] = {k: int((why == k).sum()) for k in CAUSES}
+        # the issue's exception: dead or noisy neurons on full tiles (no room to route)
+        out[case]["over_not_excepted"] = int(((why != "") & ~((why == "dead/noisy") & (layout == "full"))).sum())
+    # the spill's cost: tile runs and simulated hardware time, with spill / without
+    out["spill_overhead"] = {"runs": out["calibrated"]["runs"] / out["no_spill"]["runs"],
+                             "hw_time": out["calibrated"]["hw_time_s"] / out["no_spill"]["hw_time_s"]}
     out["ratio_to_floor"] = out["calibrated"]["rms_lsb"] / out["floor"]["rms_lsb"]
     out["floor_col_median"] = floor_median
     out["points_scored"] = float(inside.mean())
@@ -228,14 +237,17 @@ def residual(populations, chip_ids, vectors, progress=print):
                     rng = np.random.default_rng([cid, li, ki, 7])
                     seed = 1000 * cid + 10 * li + ki
                     chips = (Chip(cid, pop, noise_seed=seed), Chip(cid, ideal, noise_seed=seed + 1),
-                             Chip(cid, ideal, noise_seed=seed + 2), Chip(cid, pop, noise_seed=seed + 3))
-                    r = residual_case(chips, (art, floors[ideal, cid], None, None), lay, kind, rng, vectors)
+                             Chip(cid, ideal, noise_seed=seed + 2), Chip(cid, pop, noise_seed=seed + 3),
+                             Chip(cid, pop, noise_seed=seed))  # without spill: the calibrated case's noise seed
+                    r = residual_case(chips, (art, floors[ideal, cid], None, None, art), lay, kind, rng, vectors)
                     r.update(chip=cid, neurons=faults, failed_stages=summary["failed_stages"])
                     report[pop][lay][kind].append(r)
                     progress(f"{pop} chip {cid} {lay} {kind}: rms {r['calibrated']['rms_lsb']:.3f} vs floor "
                              f"{r['floor']['rms_lsb']:.3f} (ratio {r['ratio_to_floor']:.3f}); worst column "
                              f"{r['calibrated']['col_worst']:.2f}, over 3x {r['calibrated']['over']} "
-                             f"{r['calibrated']['over_by_cause']}")
+                             f"{r['calibrated']['over_by_cause']}; spill runs {r['calibrated']['spill_runs']}, "
+                             f"hw time x{r['spill_overhead']['hw_time']:.2f}; without spill worst column "
+                             f"{r['no_spill']['col_worst']:.2f}, over 3x {r['no_spill']['over']}")
     return report
 
 
@@ -247,8 +259,9 @@ def _spread(vals):
 def residual_table(report):
     """Markdown table: medians over chips with [min, max]."""
     lines = ["| population | tiles | workload | rms calibrated | rms floor | ratio | ideal uncal. | uncalibrated "
-             "| col median | col p99 | col worst | cols > 3x floor median: dead/noisy, weak, dead driver, other |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| col median | col p99 | col worst | cols > 3x floor median: " + ", ".join(CAUSES) + " "
+             "| spill runs / runs | hw time x | without spill: col worst, cols > 3x |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pop, lays in report.items():
         for lay, kinds in lays.items():
             for kind, runs in kinds.items():
@@ -259,7 +272,11 @@ def residual_table(report):
                     f"{_spread([r['ideal_uncalibrated']['rms_lsb'] for r in runs])} | "
                     f"{_spread([r['uncalibrated']['rms_lsb'] for r in runs])} | {_spread([v['col_median'] for v in c])} | "
                     f"{_spread([v['col_p99'] for v in c])} | {_spread([v['col_worst'] for v in c])} | "
-                    f"{', '.join(str(sum(v['over_by_cause'][k] for v in c)) for k in CAUSES)} |")
+                    f"{', '.join(str(sum(v['over_by_cause'][k] for v in c)) for k in CAUSES)} | "
+                    f"{sum(v['spill_runs'] for v in c)} / {sum(v['runs'] for v in c)} | "
+                    f"{_spread([r['spill_overhead']['hw_time'] for r in runs])} | "
+                    f"{_spread([r['no_spill']['col_worst'] for r in runs])}, "
+                    f"{sum(r['no_spill']['over'] for r in runs)} |")
     return "\n".join(lines)
 
 

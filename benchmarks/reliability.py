@@ -26,14 +26,16 @@ artifact; rows:
   fixed-pattern mismatch), calibrated the same way: the reference;
 * *masks ignored*: the artifact with its fault masks removed (flagged elements are then
   used with nominal values): what detection buys;
-* *in place*: ``CorrectionOptions(remap=False)``: dead columns read 0, weights on dead
+* *in place*: ``CorrectionOptions(remap=False, spill=False)``: dead columns read 0, weights on dead
   drivers and stuck-at-zero synapses are dropped, stuck-at-max synapses compensated
   through their partner row where possible (the engine before routing);
-* *remap*: ``CorrectionOptions()`` (the default): tiles routed around faults using the rows
+* *remap*: ``CorrectionOptions(spill=False)``: tiles routed around faults using the rows
   and columns they leave free;
-* *remap + spare*: ``CorrectionOptions(spare_rows="auto", spare_columns="auto")``: tiles cut
-  smaller so that every tile has as many free rows as the chip has dead drivers per
-  hemisphere (and columns likewise).
+* *remap + spare*: ``CorrectionOptions(spare_rows="auto", spare_columns="auto", spill=False)``:
+  tiles cut smaller so that every tile has as many free rows as the chip has dead drivers per
+  hemisphere (and columns likewise);
+* *remap + spill*: ``CorrectionOptions()`` (the default): routed, and what routing could not
+  save is run again as spill tiles (see ``infer.engine``).
 
 Drift (``--part drift``): ``default`` chips 0..``--drift-chips``-1, each calibrated once at
 25 degC; then the environment moves (``chip.advance``): an ageing sweep (hours, one chip
@@ -80,8 +82,9 @@ CUSTOM = {"name": "stuck1-dead2", "base": "default",
 HARSH_TWIN = {"name": "harsh-fault-free", "base": "harsh", "description": "harsh without faults",
               "faults": NO_FAULTS}
 KINDS = ("stuck_zero_synapse", "stuck_max_synapse", "dead_neuron", "noisy_neuron", "dead_driver")
-CONFIGS = {"in place": CorrectionOptions(remap=False), "remap": CorrectionOptions(),
-           "remap + spare": CorrectionOptions(spare_rows="auto", spare_columns="auto")}
+CONFIGS = {"in place": CorrectionOptions(remap=False, spill=False), "remap": CorrectionOptions(spill=False),
+           "remap + spare": CorrectionOptions(spare_rows="auto", spare_columns="auto", spill=False),
+           "remap + spill": CorrectionOptions()}
 HOURS = (0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 TEMPERATURES = (25, 26, 27, 28, 29, 30, 32, 35, 45, 55, 65, 75, 85)
 DROP = 0.005

@@ -70,10 +70,13 @@ def load_artifact(ref, store_dir=None, preset=None):
 @click.option("--spare-columns", default="0", show_default=True, callback=_spare,
               help='Columns per tile to keep free for remapping (0..248), or "auto" (the most dead or noisy '
                    'neurons of a hemisphere).')
+@click.option("--spill/--no-spill", default=True, show_default=True,
+              help="Run what routing could not save for lack of room (weights on dead drivers and stuck synapses, "
+                   "columns on dead, noisy or weak neurons) again as smaller spill tiles (extra runs).")
 @json_option
 def infer(model_name, weights, chip_id, preset, artifact, store_dir, uncalibrated, fleet_chips, limit, batch_size,
           seed,
-          allow_mismatch, remap, spare_rows, spare_columns, as_json):
+          allow_mismatch, remap, spare_rows, spare_columns, spill, as_json):
     """Classify an application's test set on a simulated chip: accuracy, macro-F1 and throughput."""
     from bss2_calib.infer import ArtifactMismatchWarning, CorrectionOptions, Engine
     from bss2_calib.infer.apps.inference import run_inference
@@ -81,7 +84,7 @@ def infer(model_name, weights, chip_id, preset, artifact, store_dir, uncalibrate
     if (artifact is not None) + uncalibrated + (fleet_chips is not None) != 1:
         raise click.UsageError("give exactly one of --artifact PATH, --uncalibrated or --chips IDS")
     app = apps.get(model_name)
-    options = CorrectionOptions(remap=remap, spare_rows=spare_rows, spare_columns=spare_columns)
+    options = CorrectionOptions(remap=remap, spare_rows=spare_rows, spare_columns=spare_columns, spill=spill)
     weights = weights or app.default_model_path()
     int_model = app.load_model(weights)
     with warnings.catch_warnings(record=True) as caught:
@@ -136,5 +139,7 @@ def infer(model_name, weights, chip_id, preset, artifact, store_dir, uncalibrate
     total = out["faults"]["total"]
     if any(c["met"] or c["placed"] for c in total.values()):
         parts = ", ".join(f"{k.replace('_', ' ')} {c['lost']} of {c['met']}" for k, c in total.items() if c["met"])
-        click.echo(f"faults          {out['faults']['lost']} elements lost "
-                   f"(remap {'on' if remap else 'off'}; lost of met: {parts})")
+        spilled = sum(c["spilled"] for c in total.values())
+        click.echo(f"faults          {out['faults']['lost']} elements lost, {spilled} spilled "
+                   f"({out['engine']['spill_runs']} spill runs; remap {'on' if remap else 'off'}, "
+                   f"spill {'on' if spill else 'off'}; lost of met: {parts})")

@@ -98,6 +98,12 @@ class CorrectionOptions:
     spare_columns : int or "auto", default=0
         Columns per tile to keep free (0..248), likewise; ``"auto"``: the most dead, noisy
         or weak neurons of any hemisphere.
+    spill : bool, default=True
+        Run what a tile still loses after routing (no room: rows on dead drivers; columns on
+        dead, noisy or out-of-reach weak neurons) again as smaller *spill tiles* that leave
+        room, and combine the results digitally (:class:`~infer.engine.Engine`): extra tile
+        runs and hardware time, only on chips whose artifact records such faults and only
+        for tiles that meet them. False: the loss is only counted in the fault report.
     """
 
     max_scale: float = 1.0
@@ -106,6 +112,7 @@ class CorrectionOptions:
     remap: bool = True
     spare_rows: int | str = 0
     spare_columns: int | str = 0
+    spill: bool = True
 
     def __post_init__(self):
         for name in ("max_scale", "min_scale", "clip_tolerance"):
@@ -118,8 +125,9 @@ class CorrectionOptions:
             raise InferValueError(f"min_scale must be in (0, max_scale], got {self.min_scale}")
         if not 0 <= self.clip_tolerance < 0.5:
             raise InferValueError(f"clip_tolerance must be in [0, 0.5), got {self.clip_tolerance}")
-        if not isinstance(self.remap, (bool, np.bool_)):
-            raise InferValueError(f"remap must be True or False, got {self.remap!r}")
+        for name in ("remap", "spill"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InferValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name, hi in (("spare_rows", ROWS - 8), ("spare_columns", COLS - 8)):
             v = getattr(self, name)
             if v == "auto" and isinstance(v, str):

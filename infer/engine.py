@@ -21,7 +21,7 @@ outputs corrected per column for offset, scale and the per-send gain decay)
 and returns **output LSB at the artifact's target gain**: a well-calibrated
 chip approximates ``round(g_t * num_sends * x.W)`` (``g_t = 0.002`` by
 default), clipped per tile and after the sum like the raw results. Values are
-float64 and not rounded; columns of dead neurons read 0.
+float64 and not rounded; columns of dead neurons read 0 (unless spilled, see Faults).
 
 Slots remember which tile of which weight matrix they hold (a hash of the
 weights), so repeated calls with the same ``w`` do not rewrite weights.
@@ -34,10 +34,30 @@ drivers, dead or noisy neurons and stuck synapses onto the rows and columns the
 tile leaves free, and rows that still lose weight get a partner row carrying the
 same input (``CorrectionOptions.remap``, on by default). Tiles are at most
 ``128 - spare_rows`` x ``256 - spare_columns`` (``CorrectionOptions``; default
-full size), so layers that fill whole tiles can be given room. What could not be
-avoided is counted per weight matrix and fault kind in :meth:`Engine.fault_report`.
-On a chip without recorded faults the placement is the identity.
+full size), so layers that fill whole tiles can be given room.
+
+What routing could not avoid for lack of room is run again (``CorrectionOptions.spill``,
+on by default) as *spill tiles*, after the ordinary tiles, on whatever slots the
+assignment gives them, placed and corrected like any tile:
+
+* logical rows whose weight is lost on dead drivers: a spill tile with those inputs,
+  carrying what they miss on the tile's other columns; its output is added to the tile's
+  (in a tile that spills anyway, what stuck synapses miss rides along the same way);
+* logical columns on dead, noisy or out-of-reach weak neurons: a spill tile with all
+  of the tile's rows and those columns; the tile's own output for them is discarded.
+
+Spill tiles are cut into blocks that leave as many rows and columns free as the worst
+hemisphere of the engine has dead drivers and dead, noisy or weak neurons, so routing
+has room (a full 128-row column spill becomes two halves of 64, each also carrying half
+of the lost rows' columns). One level only: what a spill tile still loses is counted as
+lost. A column's result is then the sum of two read-outs: their noise adds (about
+sqrt(2) times one read-out's noise, and two roundings). Spill runs cost tile runs and
+hardware time (``stats["spill_runs"]``, ``stats["spill_hw_time_s"]``).
+What is neither avoided nor spilled is counted per weight matrix and fault kind in
+:meth:`Engine.fault_report` (spilled elements as ``spilled``). On a chip without
+recorded faults the placement is the identity and nothing spills.
 """
+import dataclasses
 import hashlib
 import logging
 import os
@@ -55,6 +75,7 @@ from bss2_calib.chipsim.validation import as_int_array
 from .corrections import CorrectionOptions, Corrections
 from .errors import ArtifactMismatchWarning, IncompatibleArtifact, InferValueError
 from .routing import COUNTS, KINDS, FaultReport, Hemisphere, place
+from .spill import spill_tiles
 
 __all__ = ["Engine", "FaultReport", "Measurement", "check_activations", "check_weights"]
 
@@ -66,6 +87,9 @@ _FAULT_LOG = 64  # weight matrices kept in the fault report
 _RUN_LIMITS = {"num_sends": (1, 255), "wait_between_events": (1, 255)}
 #: host-time stages of :attr:`Engine.host_time`
 HOST_STAGES = ("partition", "corrections", "simulation", "matmul")
+#: fault count per hemisphere that a tile must leave room for, by ``CorrectionOptions`` field
+_ROOM = {"spare_rows": lambda hs: int(hs.row_dead.sum()),
+         "spare_columns": lambda hs: int((hs.col_dead | hs.col_noisy | hs.col_weak).sum())}
 
 
 # ---------------------------------------------------------------- validation
@@ -112,7 +136,7 @@ class _Slot:
     """One hemisphere of one chip and the tile it holds."""
 
     __slots__ = ("chip_index", "hemisphere", "rows", "src", "cols", "key", "last_used", "programmed",
-                 "scale", "offset", "dead", "lut_flat", "n_rows", "n_cols")
+                 "scale", "offset", "dead", "lut_flat", "n_rows", "n_cols", "spill")
 
     def __init__(self, chip_index, hemisphere):
         self.chip_index = chip_index
@@ -125,6 +149,7 @@ class _Slot:
         self.programmed = None
         self.scale = self.offset = self.dead = self.lut_flat = None
         self.n_rows = self.n_cols = 0
+        self.spill = None  # the placement's spill_rows, spill_weights, spill_cols if it leaves anything to spill
 
 
 @dataclass(frozen=True)
@@ -178,8 +203,9 @@ class Engine:
         (an :class:`~infer.errors.ArtifactMismatchWarning` names the field) instead of
         raising :class:`~infer.errors.IncompatibleArtifact`.
     correction : CorrectionOptions, default=CorrectionOptions()
-        Headroom of the weight predistortion; routing around faults (``remap``) and the
-        rows and columns kept free per tile (``spare_rows``, ``spare_columns``).
+        Headroom of the weight predistortion; routing around faults (``remap``), the
+        rows and columns kept free per tile (``spare_rows``, ``spare_columns``) and spill
+        tiles for what routing could not save (``spill``).
     max_batch : int, default=16384
         Largest number of vectors sent to a chip in one call (memory bound), >= 1.
 
@@ -231,10 +257,13 @@ class Engine:
         self._placements = OrderedDict()
         self._fault_log = OrderedDict()
         self.tile_rows, self.tile_cols = self._tile_shape()
+        self._spill_options = dataclasses.replace(correction, spill=False)  # one level: spill tiles do not spill
         self._clock = 0
         self._measurements = {}
+        #: counters; ``tile_runs`` and ``hw_time_s`` include the spill tiles, counted apart in
+        #: ``spill_runs`` and ``spill_hw_time_s`` (hardware time of the rounds that ran only spill tiles)
         self.stats = dict(calls=0, vectors=0, tile_runs=0, weight_writes=0, hw_time_s=0.0,
-                          clipped_weights=0, dropped_weights=0)
+                          clipped_weights=0, dropped_weights=0, spill_runs=0, spill_hw_time_s=0.0)
         #: cumulative host seconds (``time.perf_counter``) by stage, see :data:`HOST_STAGES`:
         #: ``partition`` (tiling, placement, weight codes, tile inputs), ``corrections`` (input
         #: predistortion and output corrections, with the gather of tile columns), ``simulation``
@@ -323,16 +352,18 @@ class Engine:
             self._hemispheres[i, h] = Hemisphere(self.corrections[i], h)
         return self._hemispheres[i, h]
 
+    def _room(self, name):
+        """Rows ("spare_rows") or columns ("spare_columns") a tile leaves free when it may meet the worst hemisphere."""
+        v = max([_ROOM[name](self._hemisphere(i, h)) for i, k in enumerate(self.corrections) if k is not None
+                 for h in (0, 1)], default=0)
+        return min(v, (ROWS if name == "spare_rows" else COLS) - 8)
+
     def _tile_shape(self):
         """Largest tile (rows, columns): the full 128 x 256 less the spare rows and columns."""
-        opt, spare = self.correction, {}
-        for name, count in (("spare_rows", lambda hs: int(hs.row_dead.sum())),
-                            ("spare_columns", lambda hs: int((hs.col_dead | hs.col_noisy | hs.col_weak).sum()))):
-            v = getattr(opt, name)
-            if v == "auto":
-                v = max([count(self._hemisphere(i, h)) for i, k in enumerate(self.corrections) if k is not None
-                         for h in (0, 1)], default=0)
-            spare[name] = min(int(v), (ROWS if name == "spare_rows" else COLS) - 8)
+        spare = {}
+        for name, size in (("spare_rows", ROWS), ("spare_columns", COLS)):
+            v = getattr(self.correction, name)
+            spare[name] = self._room(name) if v == "auto" else min(int(v), size - 8)
         return ROWS - spare["spare_rows"], COLS - spare["spare_columns"]
 
     def plan(self, n_in, n_out):
@@ -364,13 +395,13 @@ class Engine:
             slots[s].last_used = self._clock
         return out
 
-    def _placement(self, slot, key, tile_id, w_tile):
+    def _placement(self, slot, key, tile_id, w_tile, options):
         """Where the tile goes on the slot's hemisphere and the codes to program (cached)."""
         ck = (slot.chip_index, slot.hemisphere, key, tile_id)
         p = self._placements.get(ck)
         if p is None:
             i, h = slot.chip_index, slot.hemisphere
-            p = place(self.corrections[i], h, w_tile, self.correction, hs=self._hemisphere(i, h))
+            p = place(self.corrections[i], h, w_tile, options, hs=self._hemisphere(i, h))
             self._placements[ck] = p
             while len(self._placements) > _PLACEMENT_CACHE:
                 self._placements.popitem(last=False)
@@ -378,19 +409,23 @@ class Engine:
             self._placements.move_to_end(ck)
         return p
 
-    def _log_faults(self, key, tile_id, n_tiles, shape, name, counts):
+    def _log_faults(self, key, tile_id, slot, n_tiles, shape, name, counts):
         entry = self._fault_log.get(key)
         if entry is None:
             entry = {"name": name or f"matrix {shape[0]}x{shape[1]}", "shape": shape, "n_tiles": n_tiles,
-                     "tiles": {}}
+                     "tiles": {}, "slots": {}, "spills": {}}
             self._fault_log[key] = entry
             while len(self._fault_log) > _FAULT_LOG:
                 self._fault_log.popitem(last=False)
         elif name:
             entry["name"] = name
-        entry["tiles"][tile_id] = counts
+        if isinstance(tile_id, tuple):  # a spill tile: ("spill", tile, chip, hemisphere of the tile, block)
+            entry["spills"][tile_id] = counts
+        else:
+            entry["tiles"][tile_id] = counts
+            entry["slots"][tile_id] = (slot.chip_index, slot.hemisphere)
 
-    def _program(self, slot, key, tile_id, w_tile):
+    def _program(self, slot, key, tile_id, w_tile, options):
         chip = self.chips[slot.chip_index]
         h = slot.hemisphere
         if slot.key == (key, tile_id) and np.array_equal(chip.get_weights(h), slot.programmed):
@@ -403,9 +438,12 @@ class Engine:
             slot.rows, slot.src, slot.cols = np.arange(r), np.arange(r), np.arange(c)
             full[:r, :c] = w_tile
             slot.scale = slot.offset = slot.dead = slot.lut_flat = None
+            slot.spill = None
         else:
-            p = self._placement(slot, key, tile_id, w_tile)
+            p = self._placement(slot, key, tile_id, w_tile, options)
             slot.rows, slot.src, slot.cols = p.rows, p.src, p.cols
+            lost = p.spill_rows.size or p.spill_cols.size
+            slot.spill = (p.spill_rows, p.spill_weights, p.spill_cols) if lost else None
             full[np.ix_(p.rows, p.cols)] = p.codes
             slot.scale, slot.offset = p.scale, corr.column_offset(h, p.cols)
             dead = corr.column_dead(h, p.cols)
@@ -416,9 +454,7 @@ class Engine:
             counts = p.counts
         t = time.perf_counter()
         chip.set_weights(full, h)
-        t = time.perf_counter() - t
-        self.host_time["simulation"] += t
-        self.host_time["partition"] -= t  # _program runs inside the timed partition section
+        self.host_time["simulation"] += time.perf_counter() - t
         slot.programmed, slot.key, slot.n_rows, slot.n_cols = full, (key, tile_id), r, c
         self.stats["weight_writes"] += 1
         return counts
@@ -447,6 +483,8 @@ class Engine:
             yc /= slot.scale * self.corrections[slot.chip_index].send_factor(num_sends)
             if slot.dead is not None:
                 yc[:, slot.dead] = 0.0
+            if slot.spill is not None and slot.spill[2].size:  # a spill tile delivers these columns
+                yc[:, slot.spill[2]] = 0.0
             np.clip(yc, Y_MIN, Y_MAX, out=yc)
         return yc
 
@@ -503,22 +541,50 @@ class Engine:
 
     def _run_tiles(self, xa, wa, n, wait, out, name=None):
         clock, host = time.perf_counter, self.host_time
-        t_part = clock()
+        t0, before = clock(), (host["corrections"], host["simulation"])
         tiles = self.plan(*wa.shape)
-        key = _weight_key(wa)
-        n_slots = len(self._slots)
-        batch = xa.shape[0]
-        for first in range(0, len(tiles), n_slots):
-            ids = list(range(first, min(first + n_slots, len(tiles))))
-            slot_ids = self._assign(key, ids)
+        log = (_weight_key(wa), len(tiles), wa.shape, name)
+        jobs = [(t, slice(r0, r1), slice(c0, c1), None) for t, (r0, r1, c0, c1) in enumerate(tiles)]
+        lost = self._run_jobs(jobs, xa, wa, n, wait, out, log)
+        spills = [job for t, ci, h, spill in lost for job in self._spill_jobs(wa, tiles[t], t, ci, h, *spill)]
+        if spills:
+            hw0 = [c.hw_time_s for c in self.chips]
+            self._run_jobs(spills, xa, wa, n, wait, out, log)
+            self.stats["spill_runs"] += len(spills)
+            self.stats["spill_hw_time_s"] += max(c.hw_time_s - t for c, t in zip(self.chips, hw0))
+        host["partition"] += clock() - t0 - (host["corrections"] - before[0]) - (host["simulation"] - before[1])
+
+    def _spill_jobs(self, wa, tile, t, chip_index, hemisphere, lost_rows, residual, lost_cols):
+        """Spill tiles of tile t as placed on chip_index's hemisphere (:func:`infer.spill.spill_tiles`)."""
+        room = (min(self.tile_rows, ROWS - self._room("spare_rows")),
+                min(self.tile_cols, COLS - self._room("spare_columns")))
+        return spill_tiles(wa, tile, ("spill", t, chip_index, hemisphere), lost_rows, residual, lost_cols, room)
+
+    def _run_jobs(self, jobs, xa, wa, n, wait, out, log):
+        """Run tiles in rounds of one tile per slot; add their outputs into out.
+
+        ``jobs``: (tile id, rows, columns, weights): ordinary tiles are slices of ``wa`` (weights
+        None), spill tiles give index arrays and their own weights. Returns (tile id, chip index,
+        hemisphere, (spill rows, spill weights, spill columns)) of every tile whose placement left
+        something for a spill tile.
+        """
+        clock, host = time.perf_counter, self.host_time
+        key, n_tiles, shape, name = log
+        n_slots, batch = len(self._slots), xa.shape[0]
+        lost = []
+        for first in range(0, len(jobs), n_slots):
+            chunk = jobs[first:first + n_slots]
             by_chip = {}
-            for t, s in zip(ids, slot_ids):
-                r0, r1, c0, c1 = tiles[t]
+            for (tid, rows, cols, w_tile), s in zip(chunk, self._assign(key, [j[0] for j in chunk])):
                 slot = self._slots[s]
-                counts = self._program(slot, key, t, wa[r0:r1, c0:c1])
+                spill = w_tile is not None
+                w_tile = w_tile if spill else wa[rows, cols]
+                counts = self._program(slot, key, tid, w_tile, self._spill_options if spill else self.correction)
                 if counts is not None:
-                    self._log_faults(key, t, len(tiles), wa.shape, name, counts)
-                by_chip.setdefault(slot.chip_index, []).append((slot.hemisphere, slot, tiles[t]))
+                    self._log_faults(key, tid, slot, n_tiles, shape, name, counts)
+                if slot.spill is not None:
+                    lost.append((tid, slot.chip_index, slot.hemisphere, slot.spill))
+                by_chip.setdefault(slot.chip_index, []).append((slot.hemisphere, slot, rows, cols))
             for ci in sorted(by_chip):
                 entries = sorted(by_chip[ci], key=lambda e: e[0])
                 chip = self.chips[ci]
@@ -526,22 +592,20 @@ class Engine:
                     b1 = min(b0 + self.max_batch, batch)
                     xin = np.zeros((len(entries), b1 - b0, ROWS), dtype=np.uint8)
                     t1 = clock()
-                    host["partition"] += t1 - t_part
-                    for k, (_, slot, (r0, r1, _c0, _c1)) in enumerate(entries):
-                        self._physical_input(slot, xa[b0:b1, r0:r1], xin[k])
+                    for k, (_, slot, rows, _cols) in enumerate(entries):
+                        self._physical_input(slot, xa[b0:b1, rows], xin[k])
                     t2 = clock()
                     if len(entries) == 2:
                         y = chip.run(xin, "both", num_sends=n, wait_between_events=wait)
                     else:
                         y = chip.run(xin[0], entries[0][0], num_sends=n, wait_between_events=wait)[None]
                     t3 = clock()
-                    for k, (_, slot, (r0, r1, c0, c1)) in enumerate(entries):
-                        out[b0:b1, c0:c1] += self._output(slot, y[k], c1 - c0, n)
-                    t_part = clock()
-                    host["corrections"] += (t2 - t1) + (t_part - t3)
+                    for k, (_, slot, _rows, cols) in enumerate(entries):
+                        out[b0:b1, cols] += self._output(slot, y[k], slot.n_cols, n)
+                    host["corrections"] += (t2 - t1) + (clock() - t3)
                     host["simulation"] += t3 - t2
                 self.stats["tile_runs"] += len(entries)
-        host["partition"] += clock() - t_part
+        return lost
 
     # ------------------------------------------------------------ measuring
     def measure(self, *, num_sends=None, n_vectors=200, repeats=8, seed=0):
@@ -590,7 +654,7 @@ class Engine:
         """Faults the weight matrices run so far met, and what became of them.
 
         One entry per weight matrix (the 64 most recent), summed over its tiles as last
-        placed; see :mod:`infer.routing` for the kinds and counts.
+        placed and their spill tiles; see :mod:`infer.routing` for the kinds and counts.
 
         Returns
         -------
@@ -599,12 +663,15 @@ class Engine:
         layers = []
         for entry in self._fault_log.values():
             counts = {k: dict.fromkeys(COUNTS, 0) for k in KINDS}
-            for tc in entry["tiles"].values():
+            # the spill tiles of every tile's last placement (the slot it was placed on decides what they hold)
+            spills = [sc for sid, sc in entry["spills"].items() if entry["slots"].get(sid[1]) == sid[2:4]]
+            for tc in (*entry["tiles"].values(), *spills):
                 for k in KINDS:
                     for c in COUNTS:
                         counts[k][c] += tc[k][c]
             layers.append({"name": entry["name"], "shape": tuple(int(v) for v in entry["shape"]),
-                           "tiles": int(entry["n_tiles"]), "placed_tiles": len(entry["tiles"]), "counts": counts})
+                           "tiles": int(entry["n_tiles"]), "placed_tiles": len(entry["tiles"]),
+                           "spill_tiles": len(spills), "counts": counts})
         return FaultReport(tuple(layers), remap=bool(self.correction.remap),
                            tile_shape=(self.tile_rows, self.tile_cols))
 

@@ -52,7 +52,10 @@ Free rows and columns are those the tile leaves unused; ``CorrectionOptions``
 more free. What remains is counted per fault kind (:data:`KINDS`): ``met``
 (elements the identity placement would have used), ``placed`` (elements the
 final placement uses), ``compensated`` (placed, but every weight reached
-within one weight step) and ``lost`` (placed, and not). "Used" means: a
+within one weight step), ``spilled`` (placed and not reached, but run again
+in a spill tile, ``CorrectionOptions.spill``: what rows miss on dead drivers, whole
+columns on dead, noisy or out-of-reach weak neurons, and what stuck synapses miss
+in a tile that spills for those) and ``lost`` (placed, not reached, not spilled). "Used" means: a
 driver row or neuron column with a nonzero weight; a stuck-at-zero synapse
 with a nonzero weight of its sign; any stuck-at-max synapse (it passes
 current even at weight 0); a weak column only where out of reach. Dead, noisy
@@ -63,13 +66,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bss2_calib.chipsim.geometry import COLS, ROWS
+from bss2_calib.chipsim.geometry import COLS, ROWS, W_MAX
 
 __all__ = ["COUNTS", "KINDS", "FaultReport", "Hemisphere", "Placement", "place", "program"]
 
 #: fault kinds of the report, in order
 KINDS = ("dead_driver", "dead_neuron", "noisy_neuron", "weak_neuron", "stuck_zero", "stuck_max")
-COUNTS = ("met", "placed", "compensated", "lost")
+COUNTS = ("met", "placed", "compensated", "spilled", "lost")
 
 _DEAD_COLUMN = 1e12
 _NOISY_COLUMN = 1e6
@@ -88,8 +91,10 @@ class FaultReport:
     layers : tuple of dict
         One per weight matrix, in order of first use: ``name``, ``shape`` (n_in, n_out),
         ``tiles`` (tiles of the matrix), ``placed_tiles`` (tiles placed on a calibrated
-        chip so far) and ``counts``: ``{kind: {"met", "placed", "compensated", "lost"}}``
-        for every kind of :data:`KINDS` (units: driver rows, neuron columns, synapses).
+        chip so far), ``spill_tiles`` (spill tiles run for it, see :class:`~infer.engine.Engine`)
+        and ``counts``: ``{kind: {"met", "placed", "compensated", "spilled", "lost"}}`` for every
+        kind of :data:`KINDS` (units: driver rows, neuron columns, synapses), the spill tiles'
+        own counts included (what a spill tile still loses is ``lost``).
     remap : bool
         Whether the engine routed around faults.
     tile_shape : tuple of (int, int)
@@ -101,7 +106,7 @@ class FaultReport:
     tile_shape: tuple = (ROWS, COLS)
 
     def total(self):
-        """Counts summed over all layers: ``{kind: {"met", "placed", "compensated", "lost"}}``."""
+        """Counts summed over all layers: ``{kind: {"met", "placed", "compensated", "spilled", "lost"}}``."""
         out = {k: dict.fromkeys(COUNTS, 0) for k in KINDS}
         for layer in self.layers:
             for k in KINDS:
@@ -121,11 +126,12 @@ class FaultReport:
 
     def __str__(self):
         lines = [f"faults (remap {'on' if self.remap else 'off'}, tiles up to {self.tile_shape[0]}x"
-                 f"{self.tile_shape[1]}): met / placed / compensated / lost"]
+                 f"{self.tile_shape[1]}): met / placed / compensated / spilled / lost"]
         for layer in self.layers:
-            parts = [f"{k} {c['met']}/{c['placed']}/{c['compensated']}/{c['lost']}"
+            parts = [f"{k} {c['met']}/{c['placed']}/{c['compensated']}/{c['spilled']}/{c['lost']}"
                      for k, c in layer["counts"].items() if c["met"] or c["placed"]]
-            lines.append(f"  {layer['name']}: " + (", ".join(parts) if parts else "none"))
+            spill = f" ({layer['spill_tiles']} spill tiles)" if layer.get("spill_tiles") else ""
+            lines.append(f"  {layer['name']}{spill}: " + (", ".join(parts) if parts else "none"))
         return "\n".join(lines)
 
 
@@ -277,6 +283,16 @@ class Placement:
         (headroom at ``min_scale``), and stuck-at-max synapses that could not be compensated.
     dropped : int
         Nonzero weights lost on faulty elements.
+    spill_rows : ndarray of int, shape (k,)
+        Logical rows to run again in a spill tile (``CorrectionOptions.spill``): rows that
+        miss weight on a dead driver, or on a stuck synapse of a tile that spills anyway.
+        Empty without ``spill``.
+    spill_weights : ndarray of int64, shape (k, c)
+        What those rows miss, as weights -63..63 (0 on ``spill_cols`` and where nothing is
+        missed): the spill tile's output for them is added to the tile's.
+    spill_cols : ndarray of int, shape (m,)
+        Logical columns to run again in a spill tile: on a dead, noisy or out-of-reach weak
+        neuron (their output here is discarded). Empty without ``spill``.
     """
 
     rows: np.ndarray
@@ -287,6 +303,9 @@ class Placement:
     counts: dict
     clipped: int
     dropped: int
+    spill_rows: np.ndarray
+    spill_weights: np.ndarray
+    spill_cols: np.ndarray
 
     @property
     def identity(self):
@@ -347,38 +366,63 @@ def _solve(hs, t, prow, cols):
     return codes, exc - inh
 
 
-def _count(hs, w, rows, cols, err=None):
-    """Fault counts of a placement; err (r, c) is the miss in weight units (None: only which are met)."""
+def _lost_columns(hs, w, rows, cols):
+    """{kind: (c,) bool} logical columns that lose their whole output: on a dead, noisy or out-of-reach weak neuron."""
+    live_r = ~hs.row_dead[rows]
+    col_used = ((w != 0) & live_r[:, None]).any(axis=0)
+    return {"dead_neuron": hs.col_dead[cols] & col_used, "noisy_neuron": hs.col_noisy[cols] & col_used,
+            "weak_neuron": hs.out_of_reach(w * live_r[:, None], cols) & col_used}
+
+
+def _fault_elements(hs, w, rows, cols):
+    """{kind: (r, c) bool} weights on a dead driver, a stuck-at-zero synapse of their sign or a stuck-at-max one."""
     nz = w != 0
     live_r, live_c = ~hs.row_dead[rows], ~hs.col_dead[cols]
-    row_used = (nz & live_c[None, :]).any(axis=1)
-    col_used = (nz & live_r[:, None]).any(axis=0)
-    sign = (w < 0).astype(np.intp)
-    szr = np.where(sign == 0, hs.stuck_zero[0][np.ix_(rows, cols)], hs.stuck_zero[1][np.ix_(rows, cols)])
+    szr = np.where(w < 0, hs.stuck_zero[1][np.ix_(rows, cols)], hs.stuck_zero[0][np.ix_(rows, cols)])
     live = live_r[:, None] & live_c[None, :]
-    masks = {"dead_driver": (~live_r & row_used)[:, None] & live_c[None, :] & nz,
-             "stuck_zero": szr & nz & live,
-             "stuck_max": hs.stuck_max[:, rows][:, :, cols].any(axis=0) & live}
+    return {"dead_driver": ~live_r[:, None] & live_c[None, :] & nz, "stuck_zero": szr & nz & live,
+            "stuck_max": hs.stuck_max[:, rows][:, :, cols].any(axis=0) & live}
+
+
+def _count(hs, w, rows, cols, err=None):
+    """Fault counts of a placement; err (r, c) is the miss in weight units (None: only which are met)."""
     out = {k: dict.fromkeys(COUNTS, 0) for k in KINDS}
-    out["dead_neuron"]["met"] = out["dead_neuron"]["placed"] = out["dead_neuron"]["lost"] = \
-        int((hs.col_dead[cols] & col_used).sum())
-    out["noisy_neuron"]["met"] = out["noisy_neuron"]["placed"] = out["noisy_neuron"]["lost"] = \
-        int((hs.col_noisy[cols] & col_used).sum())
-    out["weak_neuron"]["met"] = out["weak_neuron"]["placed"] = out["weak_neuron"]["lost"] = \
-        int((hs.out_of_reach(w * live_r[:, None], cols) & col_used).sum())
-    n_dead_rows = int((~live_r & row_used).sum())
-    for k in ("dead_driver", "stuck_zero", "stuck_max"):
-        m = masks[k]
-        out[k]["met"] = out[k]["placed"] = n_dead_rows if k == "dead_driver" else int(m.sum())
+    for k, m in _lost_columns(hs, w, rows, cols).items():
+        out[k]["met"] = out[k]["placed"] = out[k]["lost"] = int(m.sum())
+    for k, m in _fault_elements(hs, w, rows, cols).items():
+        # dead drivers count rows; a row is lost if any of its weights is
+        out[k]["met"] = out[k]["placed"] = int(m.any(axis=1).sum() if k == "dead_driver" else m.sum())
         if err is None:
             continue
-        if k == "dead_driver":
-            rows_lost = (m & (err > _LOST)).any(axis=1)
-            out[k]["lost"] = int((rows_lost & ~live_r & row_used).sum())
-        else:
-            out[k]["lost"] = int((m & (err > _LOST)).sum())
+        lost = m & (err > _LOST)
+        out[k]["lost"] = int(lost.any(axis=1).sum() if k == "dead_driver" else lost.sum())
         out[k]["compensated"] = out[k]["placed"] - out[k]["lost"]
     return out
+
+
+def _spill(hs, w, rows, cols, prog, counts):
+    """What a spill tile must run again: (logical rows, their residual weights, logical columns); counts updated.
+
+    A tile spills when routing left it rows that miss weight on dead drivers or columns on dead,
+    noisy or out-of-reach weak neurons: those columns are run again whole, and every weight that
+    misses by more than a weight step on a faulty element (dead driver, stuck synapse:
+    :func:`_fault_elements`) leaves a residual ``(v - got) / scale`` (as a weight, rounded, within
+    -63..63; what partner rows already carry is included in ``got``) that the spill tile adds.
+    Stuck synapses alone do not make a tile spill: a single synapse's miss is small next to the
+    read-out noise a spill tile adds to its columns; they ride along when the tile spills anyway.
+    """
+    lost_c = np.logical_or.reduce(list(_lost_columns(hs, w, rows, cols).values()))
+    elements = _fault_elements(hs, w, rows, cols)
+    missed = prog["err"] > _LOST
+    if not (lost_c.any() or (elements["dead_driver"] & missed).any()):
+        return np.zeros(0, dtype=np.int64), np.zeros((0, w.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lost = np.logical_or.reduce(list(elements.values())) & missed & ~lost_c[None, :]
+    res = np.clip(np.rint(prog["miss"] / prog["scale"][None, :]), -W_MAX, W_MAX)
+    res = np.where(lost, res, 0).astype(np.int64)
+    spill_rows = np.flatnonzero(res.any(axis=1))
+    for c in counts.values():  # every lost element is carried by a row or a column spill
+        c["spilled"], c["lost"] = c["lost"], 0
+    return spill_rows, res[spill_rows], np.flatnonzero(lost_c)
 
 
 def place(corrections, hemisphere, w, options, hs=None):
@@ -391,7 +435,8 @@ def place(corrections, hemisphere, w, options, hs=None):
     w : ndarray of int, shape (r, c)
         Logical weights -63..63, r <= 128, c <= 256.
     options : CorrectionOptions
-        ``remap`` (route around faults), ``min_scale``, ``max_scale``.
+        ``remap`` (route around faults), ``spill`` (mark what is lost for a spill tile and
+        count it ``spilled``), ``min_scale``, ``max_scale``.
     hs : Hemisphere or None, default=None
         Precomputed :class:`Hemisphere` of these corrections (built if None).
 
@@ -414,8 +459,12 @@ def place(corrections, hemisphere, w, options, hs=None):
     counts = _count(hs, w, rows, cols, prog["err"])
     for k in KINDS:
         counts[k]["met"] = met[k]["met"]
+    spill_rows, spill_weights, spill_cols = np.zeros(0, np.int64), np.zeros((0, c), np.int64), np.zeros(0, np.int64)
+    if options.spill:
+        spill_rows, spill_weights, spill_cols = _spill(hs, w, rows, cols, prog, counts)
     return Placement(rows=prog["rows"], src=prog["src"], cols=cols, codes=prog["codes"], scale=prog["scale"],
-                     counts=counts, clipped=prog["clipped"], dropped=prog["dropped"])
+                     counts=counts, clipped=prog["clipped"], dropped=prog["dropped"], spill_rows=spill_rows,
+                     spill_weights=spill_weights, spill_cols=spill_cols)
 
 
 def program(hs, w, rows, cols, partners, options):
@@ -437,7 +486,8 @@ def program(hs, w, rows, cols, partners, options):
     -------
     dict
         ``rows``, ``src`` (physical rows and the logical row feeding each), ``codes`` (len(rows), c),
-        ``scale`` (c,), ``err`` (r, c) the miss in weight units as programmed, ``clipped`` and
+        ``scale`` (c,), ``err`` (r, c) the miss in weight units as programmed (``miss`` signed,
+        wanted minus got), ``clipped`` and
         ``dropped`` (see :class:`Placement`).
     """
     w = np.asarray(w, dtype=np.int64)
@@ -469,5 +519,5 @@ def program(hs, w, rows, cols, partners, options):
     szr = np.where(sign, hs.stuck_zero[1][np.ix_(rows, cols)], hs.stuck_zero[0][np.ix_(rows, cols)])
     cannot = hs.row_dead[rows][:, None] | hs.col_dead[cols][None, :] | szr
     lost = err > _LOST
-    return {"rows": prow, "src": src, "codes": codes, "scale": scale, "err": err,
+    return {"rows": prow, "src": src, "codes": codes, "scale": scale, "err": err, "miss": v - got,
             "clipped": int((lost & ~cannot).sum()), "dropped": int((lost & cannot & (w != 0)).sum())}

@@ -23,6 +23,7 @@ def test_calibration_benchmark_meets_every_target():
         for r in runs:  # calibration is what makes the difference; the floor is the ideal chip's noise
             assert r["uncalibrated"]["rms_lsb"] > 2 * r["calibrated"]["rms_lsb"]
             assert 1.6 < r["floor"]["rms_lsb"] < 2.1
+            assert r["calibrated"]["spill_runs"] == 0  # nothing recorded on default chips: nothing spills
     for name, v in report["knob_rounds"].items():
         assert v["model"] <= v["binary"], name
     assert report["knob_totals"]["model"]["knob_rounds"] <= 0.5 * report["knob_totals"]["binary"]["knob_rounds"]

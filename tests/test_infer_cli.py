@@ -211,14 +211,19 @@ def test_infer_reports_the_faults_it_routed_around(harsh_store):
     base = ["infer", "--chip", "0", "--preset", "harsh", "--artifact", "chip-0", "--store", str(store.root),
             "--limit", "100"]
     outs = {}
-    for flag in ("--remap", "--no-remap"):
-        res = CliRunner().invoke(main, [*base, flag, "--json"])
+    for flags in (("--remap", "--no-spill"), ("--no-remap", "--no-spill"), ("--remap",)):
+        res = CliRunner().invoke(main, [*base, *flags, "--json"])
         assert res.exit_code == 0, res.output
-        outs[flag] = json.loads(res.stdout)["faults"]
-    on, off = outs["--remap"], outs["--no-remap"]
+        outs[flags] = json.loads(res.stdout)
+    on, off = outs["--remap", "--no-spill"]["faults"], outs["--no-remap", "--no-spill"]["faults"]
     assert on["remap"] and not off["remap"]
     assert off["total"]["stuck_zero"]["met"] > 0 and off["lost"] > 10 * max(on["lost"], 1)
     assert [layer["name"] for layer in on["layers"]] == ["matrix 100x20", "matrix 500x128", "matrix 128x10"]
-    res = CliRunner().invoke(main, [*base, "--spare-rows", "auto", "--spare-columns", "auto"])
+    # spill tiles (the default) run again what routing could not save (the 128-row layer has no free row)
+    spill = outs["--remap",]
+    assert on["lost"] > 0 and spill["faults"]["lost"] == 0 and spill["engine"]["spill_runs"] > 0
+    # (not necessarily the same elements: spill tiles take slots, so later tiles land on other hemispheres)
+    assert sum(c["spilled"] for c in spill["faults"]["total"].values()) > 0
+    res = CliRunner().invoke(main, [*base, "--spare-rows", "auto", "--spare-columns", "auto", "--no-spill"])
     assert res.exit_code == 0, res.output
-    assert "faults          0 elements lost (remap on;" in res.stdout
+    assert "faults          0 elements lost, 0 spilled (0 spill runs; remap on, spill off;" in res.stdout

@@ -389,7 +389,7 @@ def test_recorded_faults_are_compensated_or_dropped(tmp_path):
     for known in (False, True):
         chip = Chip(3, preset, noise_seed=1)
         corr = truth_corrections(chip, faults=known)
-        engine = Engine(chip, corr)
+        engine = Engine(chip, corr, correction=CorrectionOptions(spill=False))  # in place; spill: test_spill.py
         y = engine.matmul(x, w)
         dead = chip.truth.faults()["dead_neuron"]
         err[known] = np.sqrt(np.mean((y - ideal)[:, ~dead] ** 2))

@@ -49,7 +49,7 @@ def test_a_layer_with_room_is_as_good_as_on_the_fault_free_chip(faulty):
     x, w, ideal = _problem(96, 200)
     y_twin, _ = _run("default", faulty["twin"], x, w)
     y_remap, engine = _run(faulty["preset"], faulty["artifact"], x, w)
-    y_place, engine_off = _run(faulty["preset"], faulty["artifact"], x, w, CorrectionOptions(remap=False))
+    y_place, engine_off = _run(faulty["preset"], faulty["artifact"], x, w, CorrectionOptions(remap=False, spill=False))
     twin, remap, in_place = _rms(y_twin, ideal), _rms(y_remap, ideal), _rms(y_place, ideal)
     # the twin's error is the trial-to-trial noise (1.8 LSB) plus calibration residuals
     assert twin < 2.2
@@ -71,7 +71,7 @@ def test_a_layer_with_room_is_as_good_as_on_the_fault_free_chip(faulty):
 
 def test_without_room_the_loss_is_reported_and_spare_rows_and_columns_remove_it(faulty):
     x, w, ideal = _problem(128, 256, seed=1)
-    y, engine = _run(faulty["preset"], faulty["artifact"], x, w)
+    y, engine = _run(faulty["preset"], faulty["artifact"], x, w, CorrectionOptions(spill=False))  # see test_spill
     rep = engine.fault_report()
     assert len(rep.layers) == 1 and rep.layers[0]["shape"] == (128, 256)
     t = rep.total()
@@ -83,7 +83,7 @@ def test_without_room_the_loss_is_reported_and_spare_rows_and_columns_remove_it(
     dead_cols = np.flatnonzero(np.all(y == 0, axis=0))
     assert len(dead_cols) >= t["dead_neuron"]["lost"]
     y_spare, spare = _run(faulty["preset"], faulty["artifact"], x, w,
-                          CorrectionOptions(spare_rows="auto", spare_columns="auto"))
+                          CorrectionOptions(spare_rows="auto", spare_columns="auto", spill=False))
     ts = spare.fault_report().total()
     assert spare.tile_rows < 128 and spare.tile_cols < 256
     assert ts["dead_neuron"]["lost"] == ts["dead_driver"]["lost"] == ts["noisy_neuron"]["lost"] == 0
@@ -198,6 +198,7 @@ def test_uncalibrated_engines_report_nothing():
     ({"spare_columns": 2.0}, "spare_columns"),
     ({"spare_rows": True}, "spare_rows"),
     ({"remap": "yes"}, "remap"),
+    ({"spill": 1}, "spill"),
 ])
 def test_bad_routing_options_are_refused(kwargs, message):
     with pytest.raises(InferValueError, match=message):

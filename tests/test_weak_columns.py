@@ -56,10 +56,17 @@ def test_weak_columns_out_of_reach_are_routed_around_or_reported(stress):
     x = rng.integers(0, 32, (256, ROWS))
     # full tiles: no room; every weak column meets full-range weights it cannot carry at gain < 0.5
     w = rng.integers(-63, 64, (ROWS, 2 * COLS))
-    full = Engine(Chip(CHIP, "stress", noise_seed=8), art, num_sends=2)
+    full = Engine(Chip(CHIP, "stress", noise_seed=8), art, num_sends=2, correction=CorrectionOptions(spill=False))
     full.matmul(x, w)
     c = full.fault_report().total()["weak_neuron"]
     assert c["met"] == c["placed"] == c["lost"] == int(weak.sum())
+    # spill tiles (the default) run those columns again where there is room: none is left behind
+    spill = Engine(Chip(CHIP, "stress", noise_seed=8), art, num_sends=2)
+    y = spill.matmul(x, w)
+    c = spill.fault_report().total()["weak_neuron"]
+    assert c["spilled"] == int(weak.sum()) and spill.fault_report().lost == 0
+    rms = _column_rms(y, 0.002 * 2 * (x @ w))
+    assert rms.max() < 3 * np.median(rms), (rms.max(), np.median(rms))
     # tiles that leave 32 columns per hemisphere: the weak columns are left free, none is lost
     n_c = COLS - 32
     ws = rng.integers(-63, 64, (ROWS - 16, 2 * n_c))
