@@ -37,7 +37,7 @@ def _as_activations(x):
     """``x`` as an integer array (integer arrays as they are: the kernel checks their range in its first pass)."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype.kind in "iu":
-        return arr
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))  # the loops read native order
     return _as_int_array(arr, "activations", 0, ACT_MAX, "5-bit inputs").astype(np.int64)
 
 

@@ -49,7 +49,8 @@ assignment gives them, placed and corrected like any tile:
 Spill tiles are cut into blocks that leave as many rows and columns free as the worst
 hemisphere of the engine has dead drivers and dead, noisy or weak neurons, so routing
 has room (a full 128-row column spill becomes two halves of 64, each also carrying half
-of the lost rows' columns). One level only: what a spill tile still loses is counted as
+of the lost rows' columns). Spill tiles are routed even with ``remap=False`` (placed in
+place they would meet the same faults again). One level only: what a spill tile still loses is counted as
 lost. A column's result is then the sum of two read-outs: their noise adds (about
 sqrt(2) times one read-out's noise, and two roundings). Spill runs cost tile runs and
 hardware time (``stats["spill_runs"]``, ``stats["spill_hw_time_s"]``).
@@ -257,7 +258,9 @@ class Engine:
         self._placements = OrderedDict()
         self._fault_log = OrderedDict()
         self.tile_rows, self.tile_cols = self._tile_shape()
-        self._spill_options = dataclasses.replace(correction, spill=False)  # one level: spill tiles do not spill
+        # one level (spill tiles do not spill), and spill tiles are always routed: they are the engine's own
+        # construction, cut to leave room, and placed in place they would meet the same faults again
+        self._spill_options = dataclasses.replace(correction, spill=False, remap=True)
         self._clock = 0
         self._measurements = {}
         #: counters; ``tile_runs`` and ``hw_time_s`` include the spill tiles, counted apart in

@@ -407,7 +407,8 @@ def _spill(hs, w, rows, cols, prog, counts):
     noisy or out-of-reach weak neurons: those columns are run again whole, and every weight that
     misses by more than a weight step on a faulty element (dead driver, stuck synapse:
     :func:`_fault_elements`) leaves a residual ``(v - got) / scale`` (as a weight, rounded, within
-    -63..63; what partner rows already carry is included in ``got``) that the spill tile adds.
+    -63..63; what partner rows already carry is included in ``got``) that the spill tile adds (an
+    element whose residual lies beyond -63..63 is carried in part and stays counted as lost).
     Stuck synapses alone do not make a tile spill: a single synapse's miss is small next to the
     read-out noise a spill tile adds to its columns; they ride along when the tile spills anyway.
     """
@@ -417,11 +418,14 @@ def _spill(hs, w, rows, cols, prog, counts):
     if not (lost_c.any() or (elements["dead_driver"] & missed).any()):
         return np.zeros(0, dtype=np.int64), np.zeros((0, w.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64)
     lost = np.logical_or.reduce(list(elements.values())) & missed & ~lost_c[None, :]
-    res = np.clip(np.rint(prog["miss"] / prog["scale"][None, :]), -W_MAX, W_MAX)
-    res = np.where(lost, res, 0).astype(np.int64)
+    res = np.rint(prog["miss"] / prog["scale"][None, :])
+    short = lost & (np.abs(res) > W_MAX)  # beyond one weight's range: carried only in part
+    res = np.where(lost, np.clip(res, -W_MAX, W_MAX), 0).astype(np.int64)
     spill_rows = np.flatnonzero(res.any(axis=1))
-    for c in counts.values():  # every lost element is carried by a row or a column spill
-        c["spilled"], c["lost"] = c["lost"], 0
+    for k, c in counts.items():  # what a row or a column spill carries whole is spilled, the rest still lost
+        m = elements[k] & short if k in elements else None
+        still = 0 if m is None else int(m.any(axis=1).sum() if k == "dead_driver" else m.sum())
+        c["spilled"], c["lost"] = c["lost"] - still, still
     return spill_rows, res[spill_rows], np.flatnonzero(lost_c)
 
 

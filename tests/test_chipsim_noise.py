@@ -399,3 +399,23 @@ def test_a_forked_child_can_run_large_batches(rng, monkeypatch, jit):
 
 def _run_in_child(x):
     return Chip(0, "default", noise_seed=2).run(x, "both").shape
+
+
+def test_big_endian_activations_run_like_native_ones(rng, monkeypatch):
+    """A byte-swapped integer array is read by its values (the compiled loops read native order)."""
+    x = rng.integers(0, 32, (2, 300, 128))
+    w = rng.integers(-63, 64, (128, 256))
+    for compiled in ("1", "0"):
+        monkeypatch.setenv("BSS2_CHIPSIM_JIT", compiled)
+        out = []
+        for arr in (x, x.astype(">i4"), x.astype(">u2")):
+            chip = Chip(1, "default", noise_seed=4)
+            chip.set_weights(w, 0)
+            chip.set_weights(-w, 1)
+            out.append(chip.run(arr, "both"))
+        for o in out[1:]:
+            np.testing.assert_array_equal(o, out[0])
+        bad = x.astype(">i4")
+        bad[0, 0, 0] = 40
+        with pytest.raises(ValueError, match="activations value 40 outside 0..31"):
+            Chip(1, "default").run(bad, "both")

@@ -147,3 +147,95 @@ def test_spill_tiles_carry_every_lost_weight_once_and_leave_room():
     expected[:, lost_cols] = wa[128:256, 256 + lost_cols]
     expected[lost_rows] += residual
     np.testing.assert_array_equal(total, expected)
+
+
+def test_many_lost_rows_and_columns_spill_in_blocks_and_stay_exact():
+    """More dead drivers and neurons than half a spill tile's room: the spill is cut into blocks, still exact."""
+    rng = np.random.default_rng(8)
+    dd, dn = rng.choice(ROWS, 70, replace=False), rng.choice(COLS, 140, replace=False)
+    x = rng.integers(0, 32, (40, ROWS))
+    w = rng.integers(-20, 21, (ROWS, COLS))
+    chip = Chip(0, "noiseless")
+    ident = Corrections.identity(chip)
+    dead_d, dead_n = np.zeros(2 * ROWS, bool), np.zeros(2 * COLS, bool)
+    dead_d[np.r_[dd, dd + ROWS]], dead_n[np.r_[dn, dn + COLS]] = True, True  # the same on both hemispheres
+    corr = Corrections(pulse_steps=ident.pulse_steps, gain_exc=ident.gain_exc, gain_inh=ident.gain_inh,
+                       offset_lsb=ident.offset_lsb, synapse_exc=ident.synapse_exc, synapse_inh=ident.synapse_inh,
+                       driver_ok=~dead_d, neuron_ok=~dead_n, faults=Faults(driver_dead=dead_d, neuron_dead=dead_n),
+                       chip_id=chip.chip_id, preset_name=chip.preset.name, preset_sha256=chip.preset.sha256)
+    engine = Engine(chip, corr)
+    y = engine.matmul(x, w)
+    # a noiseless chip reads each part within 1 LSB; a column is the sum of up to three parts here
+    assert np.max(np.abs(y - G * (x @ w))) < 3
+    assert engine.stats["spill_runs"] > 2 and engine.fault_report().lost == 0
+
+
+def test_row_spills_carry_their_residual_at_the_columns_scale(calibrated_harsh):
+    """Full-range weights on a harsh chip: columns whose headroom scale is below 1 must get their residual as
+    a weight at that scale (a residual in raw steps would miss by the scale's factor)."""
+    chip0, result = calibrated_harsh
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 32, (256, ROWS))
+    w = rng.integers(-63, 64, (ROWS, COLS))
+    engine = Engine(Chip(chip0.chip_id, "harsh", noise_seed=22), result, num_sends=1)
+    col = _column_rms(engine.matmul(x, w), G * (x @ w))
+    sigma = float(np.median(engine.corrections[0].noise_lsb))
+    assert engine.stats["spill_runs"] > 0 and engine.fault_report().lost == 0
+    assert col.max() < 3 * sigma, (col.max(), sigma)
+
+
+def test_the_fault_report_counts_the_spill_tiles_of_the_last_placement():
+    """After calls with other weights in between, the report counts the spill tiles the last call ran, once."""
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 32, (16, 300))
+    w, w2 = rng.integers(-20, 21, (300, 700)), rng.integers(-20, 21, (300, 700))
+    chips = [Chip(0, "noiseless"), Chip(1, "noiseless")]
+    arts = [_claimed(chips[0], [3, 50, 130], [5, 260, 300], [6], []),
+            _claimed(chips[1], [1, 2, 200], [10, 11, 270], [12, 280], [])]  # lists: several of each kind
+    engine = Engine(chips, arts, max_batch=7)
+    for wc in (w, w2, w, w2, w):
+        runs = engine.stats["spill_runs"]
+        y = engine.matmul(x, wc)
+        assert np.max(np.abs(y - G * (x @ wc))) < 3
+    layer = [entry for entry in engine.fault_report().layers if entry["shape"] == (300, 700)][0]
+    assert layer["spill_tiles"] == engine.stats["spill_runs"] - runs > 0
+
+
+def test_a_residual_beyond_one_weight_stays_counted_as_lost():
+    """A stuck-at-max synapse on a column scaled down to 0.2: the 6-bit spill weight can carry only part of
+    what it misses, so the element stays lost (it is not called spilled)."""
+    chip = Chip(0, "noiseless")
+    ident = Corrections.identity(chip)
+    stuck = np.zeros((2, 2, ROWS, COLS), bool)
+    stuck[0, 0, 10, 20] = True  # row 10's excitatory synapse on column 20 passes full current
+    syn_e, syn_i = ident.synapse_exc.copy(), ident.synapse_inh.copy()
+    syn_e[0, :, 20] *= 0.2
+    syn_i[0, :, 20] *= 0.2  # column 20's synapses are weak: its headroom scale falls to about 0.2
+    syn_e[0, 10, 20] = ident.synapse_exc[0, 10, 20]
+    dead = np.zeros(2 * ROWS, bool)
+    dead[3] = True  # a dead driver: the full tile spills, and the stuck synapse's miss rides along
+    corr = Corrections(pulse_steps=ident.pulse_steps, gain_exc=ident.gain_exc, gain_inh=ident.gain_inh,
+                       offset_lsb=ident.offset_lsb, synapse_exc=syn_e, synapse_inh=syn_i, driver_ok=~dead,
+                       neuron_ok=np.ones(2 * COLS, bool), faults=Faults(driver_dead=dead, stuck_max=stuck),
+                       chip_id=chip.chip_id, preset_name=chip.preset.name, preset_sha256=chip.preset.sha256)
+    w = np.random.default_rng(11).integers(-20, 21, (ROWS, COLS))
+    w[:, 20], w[10, 20] = -40, 0
+    p = place(corr, 0, w, CorrectionOptions(remap=False))
+    col = int(np.flatnonzero(p.cols == 20)[0])
+    row = int(np.flatnonzero(p.spill_rows == p.src[np.flatnonzero(p.rows == 10)[0]])[0])
+    assert p.spill_weights[row, col] == -63  # the miss is beyond 63 steps at the column's scale
+    assert p.counts["stuck_max"]["lost"] == 1 and p.counts["stuck_max"]["spilled"] == 0
+    assert p.counts["dead_driver"]["spilled"] == 1 and p.counts["dead_driver"]["lost"] == 0
+
+
+def test_spill_tiles_are_routed_even_without_remap():
+    """remap=False places the tiles in place; their spill tiles, placed in place too, would start on the same
+    dead drivers and neurons (rows and columns 0, 1) and lose them again."""
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 32, (40, ROWS))
+    w = rng.integers(-20, 21, (ROWS, COLS))
+    chip = Chip(0, "noiseless")
+    engine = Engine(chip, _claimed(chip, [0, 1, 3], [0, 5], [1], []), correction=CorrectionOptions(remap=False))
+    y = engine.matmul(x, w)
+    assert engine.stats["spill_runs"] > 0 and engine.fault_report().lost == 0
+    assert np.max(np.abs(y - G * (x @ w))) < 3
