@@ -258,6 +258,9 @@ class Engine:
         self._placements = OrderedDict()
         self._fault_log = OrderedDict()
         self.tile_rows, self.tile_cols = self._tile_shape()
+        #: largest spill tile: as many rows and columns free as the worst hemisphere has faults
+        self._spill_room = (min(self.tile_rows, ROWS - self._room("spare_rows")),
+                            min(self.tile_cols, COLS - self._room("spare_columns")))
         # one level (spill tiles do not spill), and spill tiles are always routed: they are the engine's own
         # construction, cut to leave room, and placed in place they would meet the same faults again
         self._spill_options = dataclasses.replace(correction, spill=False, remap=True)
@@ -559,9 +562,8 @@ class Engine:
 
     def _spill_jobs(self, wa, tile, t, chip_index, hemisphere, lost_rows, residual, lost_cols):
         """Spill tiles of tile t as placed on chip_index's hemisphere (:func:`infer.spill.spill_tiles`)."""
-        room = (min(self.tile_rows, ROWS - self._room("spare_rows")),
-                min(self.tile_cols, COLS - self._room("spare_columns")))
-        return spill_tiles(wa, tile, ("spill", t, chip_index, hemisphere), lost_rows, residual, lost_cols, room)
+        return spill_tiles(wa, tile, ("spill", t, chip_index, hemisphere), lost_rows, residual, lost_cols,
+                           self._spill_room)
 
     def _run_jobs(self, jobs, xa, wa, n, wait, out, log):
         """Run tiles in rounds of one tile per slot; add their outputs into out.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bss2_calib.calib.model import readonly
 from bss2_calib.chipsim.geometry import W_MAX
 
 if TYPE_CHECKING:
@@ -92,12 +93,6 @@ def as_int(value, name: str, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True)
-    a.flags.writeable = False
-    return a
-
-
 # --------------------------------------------------------------------------- weights and models
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +120,7 @@ class FloatWeights:
             a = np.asarray(self.weights[name])
             if a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
                 raise ValueError(f"{name} must be finite floats of shape {shape}, got {a.dtype} {a.shape}")
-            out[name] = _readonly(a.astype(np.float32))
+            out[name] = readonly(a, np.float32)
         object.__setattr__(self, "weights", out)
 
     @property
@@ -188,7 +183,7 @@ class IntegerModel:
                 raise ValueError(f"{name} must be integers of shape {shape}, got {a.dtype} {a.shape}")
             if a.min() < -W_MAX or a.max() > W_MAX:
                 raise ValueError(f"{name} weights must be in -63..63, got {a.min()}..{a.max()}")
-            out[name] = _readonly(a.astype(np.int8))
+            out[name] = readonly(a, np.int8)
         scales = (1.0,) * n if self.weight_scales is None else tuple(float(s) for s in self.weight_scales)
         if len(self.num_sends) != n or len(self.relu_shifts) != n - 1 or len(scales) != n:
             raise ValueError(f"need {n} num_sends, {n - 1} relu_shifts and {n} weight_scales")
