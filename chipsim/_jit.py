@@ -142,13 +142,14 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
     """Read-out with the ``fast`` noise of noise blocks ``b0..b1-1`` (256 rows each) in 16-bit fixed point.
 
     Per block: its random words from ``seeds[b]`` (:func:`sfc64_fill`, laid out
-    as :func:`chipsim.noise.binomial_counts` says); then row by row the
-    fixed-point noise ``t = A B + K j``, ``v = floor(y + off)`` (clipped into
-    0..pre_hi first) and ``result = ((v + t) >> 7) - BIAS`` as the low byte,
-    keeping each column's least and largest ``v``; last, in every column whose
-    extremes leave its window (where the 16-bit result is exact), the results
-    whose ``v`` lies outside it again with the full model in float64 (soft
-    saturation of the mean, rounding, clipping) as
+    as :func:`chipsim.noise.binomial_counts` says); then row by row, in one
+    loop over the columns, ``v = floor(y + off)`` (clipped into 0..pre_hi
+    first), each column's least and largest ``v``, the fixed-point noise
+    ``t = A B + K j`` and ``result = ((v + t) >> 7) - BIAS`` as the low byte
+    (16-bit arithmetic: ``v + t <= 65535`` by the choice of ``pre_hi``); last,
+    in every column whose extremes leave its window (where the 16-bit result
+    is exact), the results whose ``v`` lies outside it again with the full
+    model in float64 (soft saturation of the mean, rounding, clipping) as
     :func:`chipsim.kernel.reference` computes them.
 
     Parameters
@@ -161,10 +162,10 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
     out : int8 (m, 256)
     b0, b1 : int
         The noise blocks to read out.
-    A, K : int32 (256,)
-        Fixed-point noise ``A B + K j`` per column.
+    A, K : uint16 (256,)
+        Fixed-point noise ``A B + K j`` per column (at most ``t_max < 2 ** 14``).
     pre_hi : float32
-        Highest value converted to 16 bits.
+        Highest value converted to 16 bits (``65535 - t_max``).
     win_lo, win_hi : int32 (256,)
         The window of ``v`` per column, ``win_lo[c] <= v <= win_hi[c]`` (a start
         beyond 65535: every value of the column is recomputed).
@@ -177,12 +178,11 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
     """
     noisy = seeds.shape[0] > 0
     _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
-    if win_lo.size != COLS or win_hi.size != COLS:
+    if win_lo.size != COLS or win_hi.size != COLS or A.size != COLS or K.size != COLS:
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
     words = np.empty(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)
     raw = words.view(np.uint8)
-    t = np.zeros(COLS, dtype=np.int32)
     v_min = np.empty(COLS, dtype=np.int32)
     v_max = np.empty(COLS, dtype=np.int32)
     for blk in range(b0, b1):
@@ -195,29 +195,41 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
         v_max[:] = 0
         for i in range(r0, r1):
             s0 = (i - r0) * COLS
+            y_i, out_i = y[i], out[i]
             if noisy:
                 b0_i, b1_i, d_i = byte0[s0:s0 + COLS], byte1[s0:s0 + COLS], dither[s0:s0 + COLS]
+                for c in range(COLS):  # one loop, 16-bit noise: the compiler keeps it in narrow vector lanes
+                    vi = _fixed(y_i[c] + off[c], pre_hi)
+                    v_min[c] = min(v_min[c], vi)  # per column, not per row: two vector ops per value
+                    v_max[c] = max(v_max[c], vi)
+                    t = np.uint16(A[c] * np.uint16(_bits8(b0_i[c]) + _bits8(b1_i[c])) + K[c] * np.uint16(d_i[c]))
+                    out_i[c] = np.int8(((np.uint16(vi) + t) >> 7) & 0xFF)  # BIAS is a multiple of 256
+            else:
                 for c in range(COLS):
-                    t[c] = A[c] * _bits(b0_i[c], b1_i[c]) + K[c] * np.int32(d_i[c])
-            y_i, out_i = y[i], out[i]
-            for c in range(COLS):
-                vi = _fixed(y_i[c] + off[c], pre_hi)
-                v_min[c] = min(v_min[c], vi)  # per column, not per row: two vector ops per value
-                v_max[c] = max(v_max[c], vi)
-                out_i[c] = np.int8(((vi + t[c]) >> 7) & 0xFF)  # BIAS is a multiple of 256
+                    vi = _fixed(y_i[c] + off[c], pre_hi)
+                    v_min[c] = min(v_min[c], vi)
+                    v_max[c] = max(v_max[c], vi)
+                    out_i[c] = np.int8((vi >> 7) & 0xFF)
         for c in range(COLS):
             if v_min[c] < win_lo[c] or v_max[c] > win_hi[c]:  # the full model for the values outside the window
                 for i in range(r0, r1):
                     vi = _fixed(y[i, c] + off[c], pre_hi)
                     if vi < win_lo[c] or vi > win_hi[c]:
                         s = (i - r0) * COLS + c
-                        tc = A[c] * _bits(byte0[s], byte1[s]) + K[c] * np.int32(dither[s]) if noisy else 0
+                        tc = np.int32(A[c]) * _bits(byte0[s], byte1[s]) + np.int32(K[c]) * np.int32(dither[s]) \
+                            if noisy else 0
                         mean = np.float64(y[i, c] + off[c]) / scale - base[c]
                         if has_sat:
                             mean = soft_saturate(mean, sat[0, c], sat[1, c], sat[2, c], sat[3, c])
                         z = mean + shift[c]
                         z += tc / 128.0
                         out[i, c] = np.int8(min(max(np.floor(z), lo[c]), hi[c]))
+
+
+@njit(nogil=True, cache=True)
+def _bits8(u):
+    """Set bits of one random byte, as uint8."""
+    return np.uint8(_popcount(u))
 
 
 @njit(nogil=True, cache=True)

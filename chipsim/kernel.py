@@ -119,7 +119,7 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         # y is clipped into 0..65535 - t_max for the conversion to 16 bits: y < 0 gives a result below
         # -128 and y > 65535 - t_max one above 127 whatever the noise; such values lie outside the window
         pre_hi = np.float32(_U16_MAX - f.t_max)
-        p.readout, p.args = "readout_fast", (f.A.astype(np.int32), f.k.astype(np.int32), pre_hi, win_lo, win_hi,
+        p.readout, p.args = "readout_fast", (f.A.astype(np.uint16), f.k.astype(np.uint16), pre_hi, win_lo, win_hi,
                                              p.scale, p.base, p.shift, sat4, has_sat, p.lo, p.hi)
     return p
 
