@@ -91,6 +91,62 @@ def sfc64_fill(seed, out):
         w += _ONE
 
 
+GATHER_LANES = 8  #: pulses looked up per vector gather (ROWS is a multiple)
+
+
+def _gather_name(vec_ptr):
+    """LLVM's name of ``llvm.masked.gather`` for 8 floats from a vector of pointers."""
+    from llvmlite import binding
+    # LLVM 17 and later have opaque pointers only (mangled "p0"); earlier ones mangle the pointee type
+    return "llvm.masked.gather.v8f32." + ("v8p0" if binding.llvm_version_info[0] >= 17 else "v8p0f32")
+
+
+@intrinsic
+def _lookup8(typingctx, table, x_row, p_row, r0):
+    """``p_row[r] = table[32 r + (x_row[r] & 31)]`` for ``r = r0 .. r0 + 7`` in one vector gather.
+
+    LLVM's ``llvm.masked.gather`` (a gather instruction where the CPU has one,
+    scalar loads elsewhere): the compiler does not vectorize the table look-up
+    of :func:`gather` by itself. ``x_row`` (any integer dtype) and ``p_row``
+    (float32) must be contiguous, ``table`` the flat float32 (128 * 32,)
+    table and ``r0 + 8 <= 128``; the caller checks all of it.
+    """
+    sig = types.void(table, x_row, p_row, r0)
+
+    def codegen(context, builder, signature, args):
+        t_ty, x_ty, p_ty, _ = signature.args
+        tab = context.make_array(t_ty)(context, builder, args[0]).data
+        xs = context.make_array(x_ty)(context, builder, args[1]).data
+        ps = context.make_array(p_ty)(context, builder, args[2]).data
+        start = args[3]
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        n = GATHER_LANES
+        v_x = ir.VectorType(context.get_value_type(x_ty.dtype), n)
+        v64 = ir.VectorType(i64, n)
+        v_f = ir.VectorType(ir.FloatType(), n)
+        v_ptr = ir.VectorType(ir.FloatType().as_pointer(), n)
+
+        def splat(value):
+            v = builder.insert_element(ir.Constant(v64, ir.Undefined), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, ir.Constant(v64, ir.Undefined), ir.Constant(ir.VectorType(i32, n), [0] * n))
+
+        xv = builder.load(builder.bitcast(builder.gep(xs, [start]), v_x.as_pointer()), align=v_x.element.width // 8)
+        xv = builder.zext(xv, v64) if v_x.element.width < 64 else xv
+        rows = builder.add(splat(start), ir.Constant(v64, list(range(n))))
+        idx = builder.or_(builder.shl(rows, ir.Constant(v64, [5] * n)), builder.and_(xv, ir.Constant(v64, [31] * n)))
+        addr = builder.add(splat(builder.ptrtoint(tab, i64)), builder.shl(idx, ir.Constant(v64, [2] * n)))
+        ptrs = builder.inttoptr(addr, v_ptr)
+        fnty = ir.FunctionType(v_f, [v_ptr, i32, ir.VectorType(ir.IntType(1), n), v_f])
+        name = _gather_name(v_ptr)
+        fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+        got = builder.call(fn, [ptrs, ir.Constant(i32, 4), ir.Constant(ir.VectorType(ir.IntType(1), n), [1] * n),
+                                ir.Constant(v_f, ir.Undefined)])
+        builder.store(got, builder.bitcast(builder.gep(ps, [start]), v_f.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(nogil=True, cache=True)
 def gather(x, table, pulses, events):
     """``pulses[i, r] = table[32 r + x[i, r]]``, ``events[i]`` = non-zero activations of row ``i``; returns the OR of ``x``.
@@ -99,22 +155,30 @@ def gather(x, table, pulses, events):
     checks the returned OR of all values (``seen >> 5 != 0``: some value is
     negative or above 31) before using anything else; out-of-range values only
     ever index the table modulo 32. ``table`` is the flat (128 * 32,) float32
-    pulse table.
+    pulse table. Per row a vectorized loop takes the OR and the events, then
+    vector gathers (:func:`_lookup8`) look the pulses up, if the rows of ``x``
+    and ``pulses`` are contiguous (else a scalar loop does).
     """
     m = x.shape[0]
     if (x.shape[1] != ROWS or pulses.shape[0] != m or pulses.shape[1] != ROWS or events.size != m
             or table.size != 32 * ROWS):
         raise ValueError("gather: shapes do not match")
+    vector = x.strides[1] == x.itemsize and pulses.strides[1] == pulses.itemsize and table.strides[0] == 4
     seen = x.dtype.type(0)
     for i in range(m):
         x_i, p_i = x[i], pulses[i]
         e = 0
-        row_seen = x.dtype.type(0)  # a reduction of its own per row: the inner loop vectorizes
+        row_seen = x.dtype.type(0)  # a reduction of its own per row: the loop vectorizes
         for r in range(ROWS):
             a = x_i[r]
             row_seen |= a
-            p_i[r] = table[(r << 5) | np.intp(a & 31)]
             e += np.int64(a != 0)
+        if vector:
+            for r0 in range(0, ROWS, GATHER_LANES):
+                _lookup8(table, x_i, p_i, r0)
+        else:
+            for r in range(ROWS):
+                p_i[r] = table[(r << 5) | np.intp(x_i[r] & 31)]
         events[i] = e
         seen |= row_seen
     return seen

@@ -224,6 +224,29 @@ def test_activations_of_any_integer_dtype_are_checked_where_they_are_read(rng, m
     assert a.counters == b.counters and a.hw_time_s == b.hw_time_s
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32, np.int16, np.uint8, np.int8])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_compiled_gather_is_the_table_look_up(rng, dtype, layout):
+    """The vector gather (contiguous rows) and the scalar loop (strided rows) both give table[32 r + (x & 31)],
+    the events and the OR of every value, also for values outside 0..31 (the caller refuses those)."""
+    from bss2_calib.chipsim import _jit
+
+    table = rng.standard_normal(128 * 32).astype(np.float32)
+    info = np.iinfo(dtype)
+    x = rng.integers(max(info.min, -200), min(info.max, 300), (37, 256 if layout == "strided" else 128)).astype(dtype)
+    x[:, :40] = rng.integers(0, 32, (37, 40))  # some rows in range, with zeros
+    x[5] = 0
+    if layout == "strided":
+        x = x[:, ::2]
+    pulses = np.full((37, 128), np.nan, np.float32)
+    events = np.full(37, -1, np.int64)
+    seen = _jit.gather(x, table, pulses, events)
+    idx = (np.arange(128) << 5) | (x.astype(np.int64) & 31)
+    np.testing.assert_array_equal(pulses, table[idx])
+    np.testing.assert_array_equal(events, np.count_nonzero(x, axis=1))
+    assert seen == np.bitwise_or.reduce(x, axis=None)
+
+
 def test_compiled_sfc64_is_numpys(rng):
     from bss2_calib.chipsim import _jit
 
