@@ -29,6 +29,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .geometry import COLS, ROWS
@@ -65,30 +66,83 @@ def _sfc64_step(a, b, c, w):
     return b ^ (b >> _SHIFT_11), c + (c << _SHIFT_3), ((c << _ROT_L) | (c >> _ROT_R)) + tmp, tmp
 
 
+def _splat(builder, vec_ty, value):
+    """A vector of type ``vec_ty`` with ``value`` in every lane."""
+    i32 = ir.IntType(32)
+    v = builder.insert_element(ir.Constant(vec_ty, ir.Undefined), value, ir.Constant(i32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vec_ty, ir.Undefined),
+                                  ir.Constant(ir.VectorType(i32, vec_ty.count), [0] * vec_ty.count))
+
+
+@intrinsic
+def _sfc64_lanes(typingctx, a0, b0, c0, out, n_steps):
+    """Run :data:`LANES` SFC64 generators side by side: :data:`WARM_UP` steps, then ``n_steps`` steps into ``out``.
+
+    ``a0, b0, c0`` (uint64, :data:`LANES` each, contiguous) hold the
+    generators' first states, ``out`` (uint64, contiguous, at least
+    ``LANES * n_steps`` words) gets word ``LANES * i + j`` from generator ``j``
+    at step ``i``. The state lives in vector registers across the loop (the
+    compiler keeps an array-held state in memory, which made each step wait
+    for its stores); the operations are :func:`_sfc64_step`'s.
+    """
+    sig = types.void(a0, b0, c0, out, n_steps)
+
+    def codegen(context, builder, signature, args):
+        arrays = [context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:4], args[:4])]
+        i64 = ir.IntType(64)
+        vec = ir.VectorType(i64, LANES)
+
+        def const(k):
+            return ir.Constant(vec, [k] * LANES)
+
+        first = [builder.load(builder.bitcast(arr.data, vec.as_pointer()), align=8) for arr in arrays[:3]]
+        scratch = cgutils.alloca_once(builder, vec)  # where the warm-up steps' words go
+        total = builder.add(args[4], ir.Constant(i64, WARM_UP))
+        entry = builder.block
+        loop = builder.append_basic_block("sfc64.loop")
+        done = builder.append_basic_block("sfc64.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        i = builder.phi(i64)
+        a, b, c = (builder.phi(vec) for _ in range(3))
+        i.add_incoming(ir.Constant(i64, 0), entry)
+        for phi, v in zip((a, b, c), first):
+            phi.add_incoming(v, entry)
+        i_next = builder.add(i, ir.Constant(i64, 1))  # the counter w of step i is i + 1
+        word = builder.add(builder.add(a, b), _splat(builder, vec, i_next))
+        a_next = builder.xor(b, builder.lshr(b, const(11)))
+        b_next = builder.add(c, builder.shl(c, const(3)))
+        c_next = builder.add(builder.or_(builder.shl(c, const(24)), builder.lshr(c, const(40))), word)
+        k = builder.sub(i, ir.Constant(i64, WARM_UP))
+        dst = builder.bitcast(builder.gep(arrays[3].data, [builder.mul(k, ir.Constant(i64, LANES))]), vec.as_pointer())
+        dst = builder.select(builder.icmp_signed(">=", k, ir.Constant(i64, 0)), dst, scratch)
+        builder.store(word, dst, align=8)
+        for phi, v in zip((a, b, c), (a_next, b_next, c_next)):
+            phi.add_incoming(v, builder.block)
+        i.add_incoming(i_next, builder.block)
+        builder.cbranch(builder.icmp_signed("<", i_next, total), loop, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(nogil=True, cache=True)
 def sfc64_fill(seed, out):
-    """Fill ``out`` (uint64, a multiple of :data:`LANES` words) from :data:`LANES` interleaved SFC64 generators.
+    """Fill ``out`` (uint64, contiguous, a multiple of :data:`LANES` words) from :data:`LANES` interleaved SFC64 generators.
 
     Generator ``j`` starts at state ``(seed[3 j], seed[3 j + 1], seed[3 j + 2], 1)``,
     discards :data:`WARM_UP` outputs and writes words ``j, j + LANES, ...``:
     numpy's ``np.random.SFC64`` set to the same states gives the same words
-    (:func:`chipsim.noise.sfc64_words`). Independent generators side by side
-    let the compiler run them in vector registers.
+    (:func:`chipsim.noise.sfc64_words`). The generators run side by side in
+    vector registers (:func:`_sfc64_lanes`).
     """
-    if seed.size < 3 * LANES or out.size % LANES:
-        raise ValueError("sfc64_fill: needs 3 * LANES seed words and a multiple of LANES output words")
+    if seed.size < 3 * LANES or out.size % LANES or out.strides[0] != 8:
+        raise ValueError("sfc64_fill: needs 3 * LANES seed words and a contiguous multiple of LANES output words")
     a = seed[0:3 * LANES:3].copy()
     b = seed[1:3 * LANES:3].copy()
     c = seed[2:3 * LANES:3].copy()
-    w = _ONE
-    for i in range(WARM_UP):
-        for j in range(LANES):
-            a[j], b[j], c[j], _ = _sfc64_step(a[j], b[j], c[j], w)
-        w += _ONE
-    for i in range(out.size // LANES):
-        for j in range(LANES):
-            a[j], b[j], c[j], out[i * LANES + j] = _sfc64_step(a[j], b[j], c[j], w)
-        w += _ONE
+    _sfc64_lanes(a, b, c, out, out.size // LANES)
 
 
 GATHER_LANES = 8  #: pulses looked up per vector gather (ROWS is a multiple)
