@@ -148,22 +148,46 @@ def sfc64_fill(seed, out):
 GATHER_LANES = 8  #: pulses looked up per vector gather (ROWS is a multiple)
 
 
-def _gather_name(vec_ptr):
-    """LLVM's name of ``llvm.masked.gather`` for 8 floats from a vector of pointers."""
+def _vector_gather(builder, base, idx):
+    """``base[idx]`` for a vector ``idx`` of i64 (a vector of the element type of the pointer ``base``).
+
+    LLVM's ``llvm.masked.gather``, all lanes on: a gather instruction where
+    the CPU has one, scalar loads elsewhere. The compiler does not vectorize
+    table look-ups in loops by itself; the loops here call it explicitly.
+    """
     from llvmlite import binding
-    # LLVM 17 and later have opaque pointers only (mangled "p0"); earlier ones mangle the pointee type
-    return "llvm.masked.gather.v8f32." + ("v8p0" if binding.llvm_version_info[0] >= 17 else "v8p0f32")
+
+    n = idx.type.count
+    elem = base.type.pointee
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    v_elem = ir.VectorType(elem, n)
+    v_ptr = ir.VectorType(elem.as_pointer(), n)
+    size = elem.width // 8 if isinstance(elem, ir.IntType) else {"float": 4, "double": 8}[str(elem)]
+    addr = builder.add(_splat(builder, idx.type, builder.ptrtoint(base, i64)),
+                       builder.mul(idx, ir.Constant(idx.type, [size] * n)))
+    ptrs = builder.inttoptr(addr, v_ptr)
+    suffix = str(elem) if isinstance(elem, ir.IntType) else {"float": "f32", "double": "f64"}[str(elem)]
+    # LLVM 17 and later have opaque pointers only (mangled "p0"); earlier ones mangle the pointee type too
+    ptr_name = "p0" if binding.llvm_version_info[0] >= 17 else "p0" + suffix
+    name = f"llvm.masked.gather.v{n}{suffix}.v{n}{ptr_name}"
+    fnty = ir.FunctionType(v_elem, [v_ptr, i32, ir.VectorType(ir.IntType(1), n), v_elem])
+    fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+    return builder.call(fn, [ptrs, ir.Constant(i32, size), ir.Constant(ir.VectorType(ir.IntType(1), n), [1] * n),
+                             ir.Constant(v_elem, ir.Undefined)])
+
+
+def _vector_at(builder, base, start, vec_ty):
+    """A pointer to the vector ``vec_ty`` at element ``start`` of the pointer ``base``."""
+    return builder.bitcast(builder.gep(base, [start]), vec_ty.as_pointer())
 
 
 @intrinsic
 def _lookup8(typingctx, table, x_row, p_row, r0):
     """``p_row[r] = table[32 r + (x_row[r] & 31)]`` for ``r = r0 .. r0 + 7`` in one vector gather.
 
-    LLVM's ``llvm.masked.gather`` (a gather instruction where the CPU has one,
-    scalar loads elsewhere): the compiler does not vectorize the table look-up
-    of :func:`gather` by itself. ``x_row`` (any integer dtype) and ``p_row``
-    (float32) must be contiguous, ``table`` the flat float32 (128 * 32,)
-    table and ``r0 + 8 <= 128``; the caller checks all of it.
+    ``x_row`` (any integer dtype) and ``p_row`` (float32) must be contiguous,
+    ``table`` the flat float32 (128 * 32,) table and ``r0 + 8 <= 128``; the
+    caller checks all of it.
     """
     sig = types.void(table, x_row, p_row, r0)
 
@@ -173,29 +197,51 @@ def _lookup8(typingctx, table, x_row, p_row, r0):
         xs = context.make_array(x_ty)(context, builder, args[1]).data
         ps = context.make_array(p_ty)(context, builder, args[2]).data
         start = args[3]
-        i32, i64 = ir.IntType(32), ir.IntType(64)
         n = GATHER_LANES
         v_x = ir.VectorType(context.get_value_type(x_ty.dtype), n)
-        v64 = ir.VectorType(i64, n)
-        v_f = ir.VectorType(ir.FloatType(), n)
-        v_ptr = ir.VectorType(ir.FloatType().as_pointer(), n)
-
-        def splat(value):
-            v = builder.insert_element(ir.Constant(v64, ir.Undefined), value, ir.Constant(i32, 0))
-            return builder.shuffle_vector(v, ir.Constant(v64, ir.Undefined), ir.Constant(ir.VectorType(i32, n), [0] * n))
-
-        xv = builder.load(builder.bitcast(builder.gep(xs, [start]), v_x.as_pointer()), align=v_x.element.width // 8)
+        v64 = ir.VectorType(ir.IntType(64), n)
+        xv = builder.load(_vector_at(builder, xs, start, v_x), align=v_x.element.width // 8)
         xv = builder.zext(xv, v64) if v_x.element.width < 64 else xv
-        rows = builder.add(splat(start), ir.Constant(v64, list(range(n))))
+        rows = builder.add(_splat(builder, v64, start), ir.Constant(v64, list(range(n))))
         idx = builder.or_(builder.shl(rows, ir.Constant(v64, [5] * n)), builder.and_(xv, ir.Constant(v64, [31] * n)))
-        addr = builder.add(splat(builder.ptrtoint(tab, i64)), builder.shl(idx, ir.Constant(v64, [2] * n)))
-        ptrs = builder.inttoptr(addr, v_ptr)
-        fnty = ir.FunctionType(v_f, [v_ptr, i32, ir.VectorType(ir.IntType(1), n), v_f])
-        name = _gather_name(v_ptr)
-        fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
-        got = builder.call(fn, [ptrs, ir.Constant(i32, 4), ir.Constant(ir.VectorType(ir.IntType(1), n), [1] * n),
-                                ir.Constant(v_f, ir.Undefined)])
-        builder.store(got, builder.bitcast(builder.gep(ps, [start]), v_f.as_pointer()), align=4)
+        got = _vector_gather(builder, tab, idx)
+        builder.store(got, _vector_at(builder, ps, start, got.type), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _ziggurat8(typingctx, half, e, flag, s0, zig_w, zig_k):
+    """The ziggurat's box samples of ``half[s0 .. s0 + 7]`` into ``e``, and their rejection flags into ``flag``.
+
+    What the scalar loop of :func:`_ziggurat_boxes` computes per sample
+    (``x = rabs * W[idx]``, the sign, ``rabs >= K[idx]``), eight at a time
+    with vector gathers from the tables. Contiguous arrays, ``s0 + 8`` within
+    each; the caller checks it.
+    """
+    sig = types.void(half, e, flag, s0, zig_w, zig_k)
+
+    def codegen(context, builder, signature, args):
+        h, ev, fl, _, w, k = (context.make_array(t)(context, builder, v).data if isinstance(t, types.Array) else v
+                              for t, v in zip(signature.args, args))
+        start = args[3]
+        n = GATHER_LANES
+        i64 = ir.IntType(64)
+        v64 = ir.VectorType(i64, n)
+
+        def const(c):
+            return ir.Constant(v64, [c] * n)
+
+        z = builder.zext(builder.load(_vector_at(builder, h, start, ir.VectorType(ir.IntType(32), n)), align=4), v64)
+        idx = builder.and_(z, const(0xFF))
+        rabs = builder.lshr(z, const(9))
+        x = builder.fmul(builder.sitofp(rabs, ir.VectorType(ir.DoubleType(), n)), _vector_gather(builder, w, idx))
+        neg = builder.trunc(builder.and_(builder.lshr(z, const(8)), const(1)), ir.VectorType(ir.IntType(1), n))
+        builder.store(builder.select(neg, builder.fneg(x), x), _vector_at(builder, ev, start, x.type), align=8)
+        out = builder.icmp_signed(">=", rabs, _vector_gather(builder, k, idx))
+        v8 = ir.VectorType(ir.IntType(8), n)
+        builder.store(builder.zext(out, v8), _vector_at(builder, fl, start, v8), align=1)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -472,12 +518,19 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
 def _ziggurat_boxes(half, e, bad, flag):
     """``e`` = the ziggurat's box sample of every 32-bit word of ``half``; the rejected positions, in order, into ``bad``.
 
-    One vectorized pass computes every sample and a rejection flag (``flag``,
-    uint8, at least ``half.size``); a second reads the flags eight at a time
-    (about 1.5 % are set) and lists the positions.
+    One pass computes every sample and a rejection flag (``flag``, uint8, at
+    least ``half.size``), eight at a time with vector gathers from the
+    tables (:func:`_ziggurat8`) where the arrays are contiguous; a second
+    reads the flags eight at a time (about 1.5 % are set) and lists the
+    positions.
     """
     n = half.size
-    for s in range(n):
+    n8 = n - n % 8
+    if half.strides[0] != 4 or e.strides[0] != 8 or flag.strides[0] != 1 or flag.size < n or e.size < n:
+        n8 = 0
+    for s0 in range(0, n8, 8):
+        _ziggurat8(half, e, flag, s0, ZIG_W, ZIG_K)
+    for s in range(n8, n):
         z = np.int64(half[s])
         idx = z & 0xFF
         rabs = z >> 9
