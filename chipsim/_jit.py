@@ -148,6 +148,11 @@ def sfc64_fill(seed, out):
 GATHER_LANES = 8  #: pulses looked up per vector gather (ROWS is a multiple)
 
 
+def _bytes(elem):
+    """Size in bytes of an LLVM scalar type (integer, float or double)."""
+    return elem.width // 8 if isinstance(elem, ir.IntType) else {"float": 4, "double": 8}[str(elem)]
+
+
 def _vector_gather(builder, base, idx):
     """``base[idx]`` for a vector ``idx`` of i64 (a vector of the element type of the pointer ``base``).
 
@@ -162,7 +167,7 @@ def _vector_gather(builder, base, idx):
     i32, i64 = ir.IntType(32), ir.IntType(64)
     v_elem = ir.VectorType(elem, n)
     v_ptr = ir.VectorType(elem.as_pointer(), n)
-    size = elem.width // 8 if isinstance(elem, ir.IntType) else {"float": 4, "double": 8}[str(elem)]
+    size = _bytes(elem)
     addr = builder.add(_splat(builder, idx.type, builder.ptrtoint(base, i64)),
                        builder.mul(idx, ir.Constant(idx.type, [size] * n)))
     ptrs = builder.inttoptr(addr, v_ptr)
@@ -247,6 +252,106 @@ def _ziggurat8(typingctx, half, e, flag, s0, zig_w, zig_k):
     return sig, codegen
 
 
+READ_LANES = 16  #: columns per step of the read-out loops (COLS is a multiple)
+
+
+def _call_intrinsic(builder, name, ret, arg_values):
+    """Call the LLVM intrinsic ``name`` (declared on first use) with ``arg_values``."""
+    fn = builder.module.globals.get(name) or ir.Function(
+        builder.module, ir.FunctionType(ret, [v.type for v in arg_values]), name)
+    return builder.call(fn, arg_values)
+
+
+def _data_pointers(context, builder, signature, args):
+    """The data pointers of the array arguments, the other arguments as they are."""
+    return [context.make_array(t)(context, builder, v).data if isinstance(t, types.Array) else v
+            for t, v in zip(signature.args, args)]
+
+
+@intrinsic
+def _fast_chunk(typingctx, y_i, off, byte0, byte1, dither, A, K, v_min, v_max, out_i, pre_hi, c0):
+    """Columns ``c0 .. c0 + 15`` of one row of :func:`readout_fast`, as 16-lane vectors.
+
+    Per column ``c``: ``v = floor(y_i[c] + off[c])`` clipped into 0..pre_hi
+    (:func:`_fixed`), ``v_min[c]``/``v_max[c]`` updated, the noise
+    ``t = A[c] (popcount(byte0[c]) + popcount(byte1[c])) + K[c] dither[c]``
+    and ``out_i[c] = low byte of ((v + t) >> 7)``, in 16-bit arithmetic
+    (``v + t <= 65535``). Written as explicit vectors because the compiler
+    vectorizes the same loop at half this width (AVX-512 machines run each
+    step in one register; others split it). Contiguous arrays; the caller
+    checks the shapes.
+    """
+    sig = types.void(y_i, off, byte0, byte1, dither, A, K, v_min, v_max, out_i, pre_hi, c0)
+
+    def codegen(context, builder, signature, args):
+        yp, op, b0p, b1p, dp, ap, kp, lo_p, hi_p, outp, pre, start = _data_pointers(context, builder, signature, args)
+        n = READ_LANES
+        vf, v32, v16, v8 = (ir.VectorType(t, n) for t in (ir.FloatType(), ir.IntType(32), ir.IntType(16),
+                                                            ir.IntType(8)))
+
+        def load(ptr, vec):
+            return builder.load(_vector_at(builder, ptr, start, vec), align=_bytes(vec.element))
+
+        def store(value, ptr):
+            builder.store(value, _vector_at(builder, ptr, start, value.type), align=_bytes(value.type.element))
+
+        f = builder.fadd(load(yp, vf), load(op, vf))
+        zero = ir.Constant(vf, [0.0] * n)
+        f = builder.select(builder.fcmp_ordered(">", f, zero), f, zero)
+        top = _splat(builder, vf, pre)
+        v = builder.fptosi(builder.select(builder.fcmp_ordered("<", f, top), f, top), v32)
+        least, most = load(lo_p, v32), load(hi_p, v32)
+        store(builder.select(builder.icmp_signed("<", v, least), v, least), lo_p)
+        store(builder.select(builder.icmp_signed(">", v, most), v, most), hi_p)
+        count = builder.add(_call_intrinsic(builder, f"llvm.ctpop.v{n}i8", v8, [load(b0p, v8)]),
+                            _call_intrinsic(builder, f"llvm.ctpop.v{n}i8", v8, [load(b1p, v8)]))
+        t = builder.add(builder.mul(load(ap, v16), builder.zext(count, v16)),
+                        builder.mul(load(kp, v16), builder.zext(load(dp, v8), v16)))
+        r = builder.lshr(builder.add(builder.trunc(v, v16), t), ir.Constant(v16, [7] * n))
+        store(builder.trunc(r, v8), outp)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _gauss_chunk(rounding):
+    """The intrinsic for columns ``c0 .. c0 + 15`` of one row of :func:`readout_gauss` without soft saturation.
+
+    ``out_i[c] = clip(rounding(float64(y_i[c] + off[c]) + std[c] * e_i[c]), lo[c], hi[c])``
+    with ``rounding`` "rint" or "floor", as 16-lane vectors (eight float64 per
+    AVX-512 register); the same operations in the same order as the scalar
+    loop of :func:`readout_gauss`.
+    """
+    @intrinsic
+    def chunk(typingctx, y_i, off, e_i, std, lo, hi, out_i, c0):
+        sig = types.void(y_i, off, e_i, std, lo, hi, out_i, c0)
+
+        def codegen(context, builder, signature, args):
+            yp, op, ep, sp, lop, hip, outp, start = _data_pointers(context, builder, signature, args)
+            n = READ_LANES
+            vf, vd, v8 = (ir.VectorType(t, n) for t in (ir.FloatType(), ir.DoubleType(), ir.IntType(8)))
+
+            def load(ptr, vec, align):
+                return builder.load(_vector_at(builder, ptr, start, vec), align=align)
+
+            mean = builder.fpext(builder.fadd(load(yp, vf, 4), load(op, vf, 4)), vd)
+            z = builder.fadd(mean, builder.fmul(load(sp, vd, 8), load(ep, vd, 8)))
+            z = _call_intrinsic(builder, f"llvm.{rounding}.v{n}f64", vd, [z])
+            low, high = load(lop, vd, 8), load(hip, vd, 8)
+            z = builder.select(builder.fcmp_ordered(">", z, low), z, low)
+            z = builder.select(builder.fcmp_ordered("<", z, high), z, high)
+            builder.store(builder.fptosi(z, v8), _vector_at(builder, outp, start, v8), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return chunk
+
+
+_gauss_chunk_rint = _gauss_chunk("rint")
+_gauss_chunk_floor = _gauss_chunk("floor")
+
+
 @njit(nogil=True, cache=True)
 def gather(x, table, pulses, events):
     """``pulses[i, r] = table[32 r + x[i, r]]``, ``events[i]`` = non-zero activations of row ``i``; returns the OR of ``x``.
@@ -288,6 +393,7 @@ def gather(x, table, pulses, events):
 def _check_readout(y, off, out, seeds, b0, b1, seed_words):
     m = y.shape[0]
     if (y.shape[1] != COLS or out.shape[0] != m or out.shape[1] != COLS or off.size != COLS
+            or y.strides[1] != 4 or out.strides[1] != 1 or off.strides[0] != 4
             or b0 < 0 or b1 < b0 or (b1 - 1) * NOISE_ROWS >= max(m, 1) * (b1 > b0)
             or (seeds.shape[0] > 0 and (seeds.shape[0] < b1 or seeds.shape[1] < seed_words))):
         raise ValueError("readout: shapes do not match")
@@ -342,10 +448,11 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
     """
     noisy = seeds.shape[0] > 0
     _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
-    if win_lo.size != COLS or win_hi.size != COLS or A.size != COLS or K.size != COLS:
+    if (win_lo.size != COLS or win_hi.size != COLS or A.size != COLS or K.size != COLS or A.strides[0] != 2
+            or K.strides[0] != 2):
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
-    words = np.empty(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)
+    words = np.zeros(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)  # without noise all zero: t = 0
     raw = words.view(np.uint8)
     v_min = np.empty(COLS, dtype=np.int32)
     v_max = np.empty(COLS, dtype=np.int32)
@@ -360,20 +467,9 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
         for i in range(r0, r1):
             s0 = (i - r0) * COLS
             y_i, out_i = y[i], out[i]
-            if noisy:
-                b0_i, b1_i, d_i = byte0[s0:s0 + COLS], byte1[s0:s0 + COLS], dither[s0:s0 + COLS]
-                for c in range(COLS):  # one loop, 16-bit noise: the compiler keeps it in narrow vector lanes
-                    vi = _fixed(y_i[c] + off[c], pre_hi)
-                    v_min[c] = min(v_min[c], vi)  # per column, not per row: two vector ops per value
-                    v_max[c] = max(v_max[c], vi)
-                    t = np.uint16(A[c] * np.uint16(_bits8(b0_i[c]) + _bits8(b1_i[c])) + K[c] * np.uint16(d_i[c]))
-                    out_i[c] = np.int8(((np.uint16(vi) + t) >> 7) & 0xFF)  # BIAS is a multiple of 256
-            else:
-                for c in range(COLS):
-                    vi = _fixed(y_i[c] + off[c], pre_hi)
-                    v_min[c] = min(v_min[c], vi)
-                    v_max[c] = max(v_max[c], vi)
-                    out_i[c] = np.int8((vi >> 7) & 0xFF)
+            b0_i, b1_i, d_i = byte0[s0:s0 + COLS], byte1[s0:s0 + COLS], dither[s0:s0 + COLS]
+            for c0 in range(0, COLS, READ_LANES):  # BIAS is a multiple of 256: the low byte is the result
+                _fast_chunk(y_i, off, b0_i, b1_i, d_i, A, K, v_min, v_max, out_i, pre_hi, c0)
         for c in range(COLS):
             if v_min[c] < win_lo[c] or v_max[c] > win_hi[c]:  # the full model for the values outside the window
                 for i in range(r0, r1):
@@ -388,12 +484,6 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
                         z = mean + shift[c]
                         z += tc / 128.0
                         out[i, c] = np.int8(min(max(np.floor(z), lo[c]), hi[c]))
-
-
-@njit(nogil=True, cache=True)
-def _bits8(u):
-    """Set bits of one random byte, as uint8."""
-    return np.uint8(_popcount(u))
 
 
 @njit(nogil=True, cache=True)
@@ -475,6 +565,9 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     """
     noisy = seeds.shape[0] > 0
     _check_readout(y, off, out, seeds, b0, b1, 3 * LANES + 3)
+    if (std.size != COLS or lo.size != COLS or hi.size != COLS or std.strides[0] != 8 or lo.strides[0] != 8
+            or hi.strides[0] != 8):
+        raise ValueError("readout: shapes do not match")
     m = y.shape[0]
     words = np.empty(NOISE_ROWS * COLS // 2, dtype=np.uint64)
     half = words.view(np.uint32)
@@ -493,13 +586,11 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
             y_i, out_i, e_i = y[i], out[i], e[(i - r0) * COLS:(i - r0 + 1) * COLS]
             if noisy and not has_sat:  # one pass (the same operations in the same order as below)
                 if round_down:
-                    for c in range(COLS):
-                        out_i[c] = np.int8(min(max(np.floor(np.float64(y_i[c] + off[c]) + std[c] * e_i[c]), lo[c]),
-                                               hi[c]))
+                    for c0 in range(0, COLS, READ_LANES):
+                        _gauss_chunk_floor(y_i, off, e_i, std, lo, hi, out_i, c0)
                 else:
-                    for c in range(COLS):
-                        out_i[c] = np.int8(min(max(np.rint(np.float64(y_i[c] + off[c]) + std[c] * e_i[c]), lo[c]),
-                                               hi[c]))
+                    for c0 in range(0, COLS, READ_LANES):
+                        _gauss_chunk_rint(y_i, off, e_i, std, lo, hi, out_i, c0)
                 continue
             for c in range(COLS):
                 mean[c] = np.float64(y_i[c] + off[c])

@@ -161,15 +161,23 @@ def gauss_harsh(tmp_path):
     return str(path)
 
 
+@pytest.fixture
+def gauss_floor(tmp_path):
+    """hxtorch-mock (Gaussian noise, no soft saturation) rounding down: the Gaussian one-pass read-out's floor."""
+    path = tmp_path / "gauss-floor.json"
+    path.write_text(json.dumps({"name": "gauss-floor", "base": "hxtorch-mock", "rounding": "floor"}))
+    return str(path)
+
+
 @pytest.mark.parametrize("preset, sends, batch", [
     ("default", 1, 1300), ("default", 8, 513), ("harsh", 3, 777), ("noiseless", 1, 600), ("ideal", 2, 256),
-    ("wide", 1, 300), ("hxtorch-mock", 1, 700), ("gauss-harsh", 8, 300), ("default", 1, 3)])
-def test_compiled_and_reference_paths_agree_bit_for_bit(rng, monkeypatch, wide_noise, gauss_harsh, preset, sends,
-                                                        batch):
+    ("wide", 1, 300), ("hxtorch-mock", 1, 700), ("gauss-harsh", 8, 300), ("gauss-floor", 2, 300), ("default", 1, 3)])
+def test_compiled_and_reference_paths_agree_bit_for_bit(rng, monkeypatch, wide_noise, gauss_harsh, gauss_floor, preset,
+                                                        sends, batch):
     """Same seed, same numbers: partial blocks, saturation and clipping (recomputed in float64),
     per-column noise (noisy neurons), dead drivers, other integer dtypes, counters and hardware time; the
     ziggurat's rejected samples, its tail and the Gaussian read-out."""
-    preset = {"wide": wide_noise, "gauss-harsh": gauss_harsh}.get(preset, preset)
+    preset = {"wide": wide_noise, "gauss-harsh": gauss_harsh, "gauss-floor": gauss_floor}.get(preset, preset)
     x = rng.integers(0, 32, (2, batch, 128))
     x[:, ::7, 5] = 0
     w = rng.integers(-63, 64, (128, 256))
