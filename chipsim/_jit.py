@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 
 from .geometry import COLS, ROWS
 from .noise import SFC64_LANES as LANES
-from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W
+from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W, ZIG_WK
 from . import physics
 
 _ONE = np.uint64(1)
@@ -217,23 +217,22 @@ def _lookup8(typingctx, table, x_row, p_row, r0):
 
 
 @intrinsic
-def _ziggurat8(typingctx, half, e, flag, s0, zig_w, zig_k):
-    """The ziggurat's box samples of ``half[s0 .. s0 + 7]`` into ``e``, and their rejection flags into ``flag``.
+def _ziggurat8(typingctx, half, e, s0, zig_wk):
+    """The ziggurat's box samples of ``half[s0 .. s0 + 7]`` into ``e``; returns their rejections as a bit mask.
 
-    What the scalar loop of :func:`_ziggurat_boxes` computes per sample
+    What :func:`chipsim.noise.gauss_normals` computes per sample
     (``x = rabs * W[idx]``, the sign, ``rabs >= K[idx]``), eight at a time
-    with vector gathers from the tables. Contiguous arrays, ``s0 + 8`` within
-    each; the caller checks it.
+    with one vector gather from the packed table ``zig_wk`` (``K << 32 | W``
+    as float32 bits, :data:`chipsim.noise.ZIG_WK`); bit ``j`` of the returned
+    uint8 is set if sample ``s0 + j`` fell outside its box. Contiguous
+    arrays, ``s0 + 8`` within both; the caller checks it.
     """
-    sig = types.void(half, e, flag, s0, zig_w, zig_k)
+    sig = types.uint8(half, e, s0, zig_wk)
 
     def codegen(context, builder, signature, args):
-        h, ev, fl, _, w, k = (context.make_array(t)(context, builder, v).data if isinstance(t, types.Array) else v
-                              for t, v in zip(signature.args, args))
-        start = args[3]
+        h, ev, start, wk = _data_pointers(context, builder, signature, args)
         n = GATHER_LANES
-        i64 = ir.IntType(64)
-        v64 = ir.VectorType(i64, n)
+        v64 = ir.VectorType(ir.IntType(64), n)
 
         def const(c):
             return ir.Constant(v64, [c] * n)
@@ -241,15 +240,28 @@ def _ziggurat8(typingctx, half, e, flag, s0, zig_w, zig_k):
         z = builder.zext(builder.load(_vector_at(builder, h, start, ir.VectorType(ir.IntType(32), n)), align=4), v64)
         idx = builder.and_(z, const(0xFF))
         rabs = builder.lshr(z, const(9))
-        x = builder.fmul(builder.sitofp(rabs, ir.VectorType(ir.DoubleType(), n)), _vector_gather(builder, w, idx))
+        layer = _vector_gather(builder, wk, idx)
+        w = builder.bitcast(builder.trunc(layer, ir.VectorType(ir.IntType(32), n)), ir.VectorType(ir.FloatType(), n))
+        vd = ir.VectorType(ir.DoubleType(), n)
+        x = builder.fmul(builder.sitofp(rabs, vd), builder.fpext(w, vd))
         neg = builder.trunc(builder.and_(builder.lshr(z, const(8)), const(1)), ir.VectorType(ir.IntType(1), n))
-        builder.store(builder.select(neg, builder.fneg(x), x), _vector_at(builder, ev, start, x.type), align=8)
-        out = builder.icmp_signed(">=", rabs, _vector_gather(builder, k, idx))
-        v8 = ir.VectorType(ir.IntType(8), n)
-        builder.store(builder.zext(out, v8), _vector_at(builder, fl, start, v8), align=1)
-        return context.get_dummy_value()
+        builder.store(builder.select(neg, builder.fneg(x), x), _vector_at(builder, ev, start, vd), align=8)
+        out = builder.icmp_signed(">=", rabs, builder.lshr(layer, const(32)))
+        return builder.bitcast(out, ir.IntType(n))
 
     return sig, codegen
+
+
+@intrinsic
+def _trailing_zeros(typingctx, val):
+    """Zero bits below the lowest set bit of a non-zero integer (LLVM's cttz)."""
+    if not isinstance(val, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return val(val), codegen
 
 
 READ_LANES = 16  #: columns per step of the read-out loops (COLS is a multiple)
@@ -573,13 +585,12 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     half = words.view(np.uint32)
     e = np.empty(NOISE_ROWS * COLS, dtype=np.float64)
     bad = np.empty(NOISE_ROWS * COLS, dtype=np.int64)
-    flag = np.empty(NOISE_ROWS * COLS, dtype=np.uint8)
     mean = np.zeros(COLS, dtype=np.float64)
     for blk in range(b0, b1):
         r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n // 2])
-            n_bad = _ziggurat_boxes(half[:n], e[:n], bad, flag)
+            n_bad = _ziggurat_boxes(half[:n], e[:n], bad)
             if n_bad:
                 _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
         for i in range(r0, r1):
@@ -606,41 +617,28 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
 
 
 @njit(nogil=True, cache=True)
-def _ziggurat_boxes(half, e, bad, flag):
+def _ziggurat_boxes(half, e, bad):
     """``e`` = the ziggurat's box sample of every 32-bit word of ``half``; the rejected positions, in order, into ``bad``.
 
-    One pass computes every sample and a rejection flag (``flag``, uint8, at
-    least ``half.size``), eight at a time with vector gathers from the
-    tables (:func:`_ziggurat8`) where the arrays are contiguous; a second
-    reads the flags eight at a time (about 1.5 % are set) and lists the
-    positions.
+    Eight samples at a time with a vector gather from the packed table
+    (:func:`_ziggurat8`); the rejections (about 1.5 %) come as bit masks,
+    collected per 64 samples and read bit by bit afterwards. ``half`` and ``e`` contiguous, a multiple of 8
+    samples (a block's rows times 256). Returns the number of rejections.
     """
     n = half.size
-    n8 = n - n % 8
-    if half.strides[0] != 4 or e.strides[0] != 8 or flag.strides[0] != 1 or flag.size < n or e.size < n:
-        n8 = 0
-    for s0 in range(0, n8, 8):
-        _ziggurat8(half, e, flag, s0, ZIG_W, ZIG_K)
-    for s in range(n8, n):
-        z = np.int64(half[s])
-        idx = z & 0xFF
-        rabs = z >> 9
-        x = rabs * ZIG_W[idx]
-        e[s] = -x if (z >> 8) & 1 else x
-        flag[s] = rabs >= ZIG_K[idx]
+    if e.size < n or bad.size < n or n % GATHER_LANES or half.strides[0] != 4 or e.strides[0] != 8:
+        raise ValueError("ziggurat: needs contiguous buffers of a multiple of 8 samples")
+    masks8 = np.zeros(8 * -(-n // 64), dtype=np.uint8)  # a byte per eight samples, whole words of 64
+    for s0 in range(0, n, GATHER_LANES):  # no branch on the data here: the gathers of consecutive steps overlap
+        masks8[s0 >> 3] = _ziggurat8(half, e, s0, ZIG_WK)
+    masks = masks8.view(np.uint64)  # bit b of word j: sample 64 j + b
     n_bad = 0
-    n8 = n - n % 8
-    eights = flag[:n8].view(np.uint64)
-    for j in range(eights.size):
-        if eights[j]:
-            for s in range(8 * j, 8 * j + 8):
-                if flag[s]:
-                    bad[n_bad] = s
-                    n_bad += 1
-    for s in range(n8, n):
-        if flag[s]:
-            bad[n_bad] = s
+    for j in range(masks.size):
+        mask = masks[j]
+        while mask:
+            bad[n_bad] = 64 * j + _trailing_zeros(mask)
             n_bad += 1
+            mask &= mask - np.uint64(1)
     return n_bad
 
 

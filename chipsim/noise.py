@@ -72,19 +72,26 @@ def _ziggurat_tables(n=256, r=3.6541528853610088, v=4.92867323399e-3, bits=23):
     Layer ``i`` has width ``x[i]`` (layer 0: the base strip with the tail,
     width ``v / f(r)``); a sample ``rabs * W[i]`` (``rabs`` uniform on
     ``0..2**bits - 1``) is accepted at once if ``rabs < K[i]``; ``F[i] = f(x[i])``
-    with ``f(x) = exp(-x^2 / 2)``, ``F[n] = 1``.
+    with ``f(x) = exp(-x^2 / 2)``, ``F[n] = 1``. The widths are rounded to
+    float32 (relative changes below 1e-7) and ``K``, ``F`` and the tail's edge
+    follow from the rounded ones, so that ``WK[i] = K[i] << 32 | float32 bits
+    of W[i]`` holds a layer in one word: the compiled kernel reads a layer
+    with one vector gather.
     """
     f = lambda u: np.exp(-0.5 * u * u)  # noqa: E731
     x = np.zeros(n + 1)
     x[0], x[1] = v / f(r), r
     for i in range(1, n - 1):
         x[i + 1] = np.sqrt(-2.0 * np.log(f(x[i]) + v / x[i]))
-    W = x[:n] / 2.0 ** bits
+    w32 = (x[:n] / 2.0 ** bits).astype(np.float32)
+    W = w32.astype(np.float64)
+    x[:n] = W * 2.0 ** bits  # exact: the rounded widths
     K = np.floor(2.0 ** bits * x[1:] / x[:n]).astype(np.int64)
-    return W, K, f(x), r
+    WK = (K.astype(np.uint64) << np.uint64(32)) | w32.view(np.uint32).astype(np.uint64)
+    return W, K, f(x), float(x[1]), WK
 
 
-ZIG_W, ZIG_K, ZIG_F, ZIG_R = _ziggurat_tables()
+ZIG_W, ZIG_K, ZIG_F, ZIG_R, ZIG_WK = _ziggurat_tables()
 
 
 def jit():

@@ -379,7 +379,7 @@ def _compiled_normals(seeds):
     words, e, bad = np.empty(n // 2, np.uint64), np.empty((len(seeds), n)), np.empty(n, np.int64)
     for b, seed in enumerate(seeds):  # the steps of _jit.readout_gauss
         _jit.sfc64_fill(seed, words)
-        n_bad = _jit._ziggurat_boxes(words.view(np.uint32), e[b], bad, np.empty(n, np.uint8))
+        n_bad = _jit._ziggurat_boxes(words.view(np.uint32), e[b], bad)
         _jit._ziggurat_rest(words.view(np.uint32), e[b], bad[:n_bad], seed[noise.SEED_WORDS:])
     return e.ravel()
 
