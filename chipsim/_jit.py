@@ -216,38 +216,52 @@ def _lookup8(typingctx, table, x_row, p_row, r0):
     return sig, codegen
 
 
+def _emit_boxes(builder, z, wk):
+    """IR: the ziggurat's box samples of the 32-bit words ``z`` (a vector of i64) and their rejections (a vector of i1).
+
+    Per lane what :func:`chipsim.noise.gauss_normals` computes: ``idx = z & 0xFF``,
+    ``rabs = z >> 9``, ``x = rabs * W[idx]``, negative if bit 8 is set, and
+    rejected if ``rabs >= K[idx]``; ``W`` and ``K`` come from the packed table
+    ``wk`` (``K << 32 | W`` as float32 bits, :data:`chipsim.noise.ZIG_WK`) in
+    one vector gather.
+    """
+    n = z.type.count
+    v64 = z.type
+
+    def const(c):
+        return ir.Constant(v64, [c] * n)
+
+    idx = builder.and_(z, const(0xFF))
+    rabs = builder.lshr(z, const(9))
+    layer = _vector_gather(builder, wk, idx)
+    w = builder.bitcast(builder.trunc(layer, ir.VectorType(ir.IntType(32), n)), ir.VectorType(ir.FloatType(), n))
+    vd = ir.VectorType(ir.DoubleType(), n)
+    x = builder.fmul(builder.sitofp(rabs, vd), builder.fpext(w, vd))
+    neg = builder.trunc(builder.and_(builder.lshr(z, const(8)), const(1)), ir.VectorType(ir.IntType(1), n))
+    return builder.select(neg, builder.fneg(x), x), builder.icmp_signed(">=", rabs, builder.lshr(layer, const(32)))
+
+
+def _load_words(builder, half, start, n):
+    """IR: ``n`` 32-bit words of ``half`` from ``start``, zero-extended to a vector of i64."""
+    words = builder.load(_vector_at(builder, half, start, ir.VectorType(ir.IntType(32), n)), align=4)
+    return builder.zext(words, ir.VectorType(ir.IntType(64), n))
+
+
 @intrinsic
 def _ziggurat8(typingctx, half, e, s0, zig_wk):
     """The ziggurat's box samples of ``half[s0 .. s0 + 7]`` into ``e``; returns their rejections as a bit mask.
 
-    What :func:`chipsim.noise.gauss_normals` computes per sample
-    (``x = rabs * W[idx]``, the sign, ``rabs >= K[idx]``), eight at a time
-    with one vector gather from the packed table ``zig_wk`` (``K << 32 | W``
-    as float32 bits, :data:`chipsim.noise.ZIG_WK`); bit ``j`` of the returned
-    uint8 is set if sample ``s0 + j`` fell outside its box. Contiguous
-    arrays, ``s0 + 8`` within both; the caller checks it.
+    :func:`_emit_boxes` on eight words; bit ``j`` of the returned uint8 is set
+    if sample ``s0 + j`` fell outside its box. Contiguous arrays, ``s0 + 8``
+    within both; the caller checks it.
     """
     sig = types.uint8(half, e, s0, zig_wk)
 
     def codegen(context, builder, signature, args):
         h, ev, start, wk = _data_pointers(context, builder, signature, args)
-        n = GATHER_LANES
-        v64 = ir.VectorType(ir.IntType(64), n)
-
-        def const(c):
-            return ir.Constant(v64, [c] * n)
-
-        z = builder.zext(builder.load(_vector_at(builder, h, start, ir.VectorType(ir.IntType(32), n)), align=4), v64)
-        idx = builder.and_(z, const(0xFF))
-        rabs = builder.lshr(z, const(9))
-        layer = _vector_gather(builder, wk, idx)
-        w = builder.bitcast(builder.trunc(layer, ir.VectorType(ir.IntType(32), n)), ir.VectorType(ir.FloatType(), n))
-        vd = ir.VectorType(ir.DoubleType(), n)
-        x = builder.fmul(builder.sitofp(rabs, vd), builder.fpext(w, vd))
-        neg = builder.trunc(builder.and_(builder.lshr(z, const(8)), const(1)), ir.VectorType(ir.IntType(1), n))
-        builder.store(builder.select(neg, builder.fneg(x), x), _vector_at(builder, ev, start, vd), align=8)
-        out = builder.icmp_signed(">=", rabs, builder.lshr(layer, const(32)))
-        return builder.bitcast(out, ir.IntType(n))
+        x, rejected = _emit_boxes(builder, _load_words(builder, h, start, GATHER_LANES), wk)
+        builder.store(x, _vector_at(builder, ev, start, x.type), align=8)
+        return builder.bitcast(rejected, ir.IntType(GATHER_LANES))
 
     return sig, codegen
 
@@ -329,31 +343,36 @@ def _fast_chunk(typingctx, y_i, off, byte0, byte1, dither, A, K, v_min, v_max, o
 def _gauss_chunk(rounding):
     """The intrinsic for columns ``c0 .. c0 + 15`` of one row of :func:`readout_gauss` without soft saturation.
 
-    ``out_i[c] = clip(rounding(float64(y_i[c] + off[c]) + std[c] * e_i[c]), lo[c], hi[c])``
-    with ``rounding`` "rint" or "floor", as 16-lane vectors (eight float64 per
-    AVX-512 register); the same operations in the same order as the scalar
-    loop of :func:`readout_gauss`.
+    ``chunk(y_i, off, half, s, zig_wk, std, lo, hi, out_i, c0)``: the standard
+    normals ``e`` of the block's words ``half[s .. s + 15]`` from the
+    ziggurat's boxes (:func:`_emit_boxes`), then
+    ``out_i[c] = clip(rounding(float64(y_i[c] + off[c]) + std[c] * e), lo[c], hi[c])``
+    with ``rounding`` "rint" or "floor", as 16-lane vectors; returns the
+    rejected samples as a 16-bit mask (their results are redone once their
+    normals are finished). The same operations in the same order as the
+    scalar loops of :func:`readout_gauss` and :func:`_ziggurat_boxes`.
     """
     @intrinsic
-    def chunk(typingctx, y_i, off, e_i, std, lo, hi, out_i, c0):
-        sig = types.void(y_i, off, e_i, std, lo, hi, out_i, c0)
+    def chunk(typingctx, y_i, off, half, s, zig_wk, std, lo, hi, out_i, c0):
+        sig = types.uint16(y_i, off, half, s, zig_wk, std, lo, hi, out_i, c0)
 
         def codegen(context, builder, signature, args):
-            yp, op, ep, sp, lop, hip, outp, start = _data_pointers(context, builder, signature, args)
+            yp, op, hp, s_start, wk, sp, lop, hip, outp, start = _data_pointers(context, builder, signature, args)
             n = READ_LANES
             vf, vd, v8 = (ir.VectorType(t, n) for t in (ir.FloatType(), ir.DoubleType(), ir.IntType(8)))
 
             def load(ptr, vec, align):
                 return builder.load(_vector_at(builder, ptr, start, vec), align=align)
 
+            e, rejected = _emit_boxes(builder, _load_words(builder, hp, s_start, n), wk)
             mean = builder.fpext(builder.fadd(load(yp, vf, 4), load(op, vf, 4)), vd)
-            z = builder.fadd(mean, builder.fmul(load(sp, vd, 8), load(ep, vd, 8)))
+            z = builder.fadd(mean, builder.fmul(load(sp, vd, 8), e))
             z = _call_intrinsic(builder, f"llvm.{rounding}.v{n}f64", vd, [z])
             low, high = load(lop, vd, 8), load(hip, vd, 8)
             z = builder.select(builder.fcmp_ordered(">", z, low), z, low)
             z = builder.select(builder.fcmp_ordered("<", z, high), z, high)
             builder.store(builder.fptosi(z, v8), _vector_at(builder, outp, start, v8), align=1)
-            return context.get_dummy_value()
+            return builder.bitcast(rejected, ir.IntType(n))
 
         return sig, codegen
 
@@ -585,24 +604,39 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     half = words.view(np.uint32)
     e = np.empty(NOISE_ROWS * COLS, dtype=np.float64)
     bad = np.empty(NOISE_ROWS * COLS, dtype=np.int64)
+    masks = np.zeros(NOISE_ROWS * COLS // READ_LANES, dtype=np.uint16)
     mean = np.zeros(COLS, dtype=np.float64)
     for blk in range(b0, b1):
         r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n // 2])
+        if noisy and not has_sat:  # one pass: the normals' boxes and the results; then the rejected samples
+            for i in range(r0, r1):
+                y_i, out_i, s = y[i], out[i], (i - r0) * COLS
+                if round_down:
+                    for c0 in range(0, COLS, READ_LANES):
+                        masks[(s + c0) // READ_LANES] = _gauss_chunk_floor(y_i, off, half, s + c0, ZIG_WK, std, lo, hi,
+                                                                            out_i, c0)
+                else:
+                    for c0 in range(0, COLS, READ_LANES):
+                        masks[(s + c0) // READ_LANES] = _gauss_chunk_rint(y_i, off, half, s + c0, ZIG_WK, std, lo, hi,
+                                                                           out_i, c0)
+            n_bad = _set_bits(masks[:n // READ_LANES].view(np.uint64), bad)
+            if n_bad:
+                _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
+                for k in range(n_bad):
+                    s = bad[k]
+                    i, c = r0 + s // COLS, s % COLS
+                    z = np.float64(y[i, c] + off[c]) + std[c] * e[s]
+                    v = np.floor(z) if round_down else np.rint(z)
+                    out[i, c] = np.int8(min(max(v, lo[c]), hi[c]))
+            continue
+        if noisy:
             n_bad = _ziggurat_boxes(half[:n], e[:n], bad)
             if n_bad:
                 _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
         for i in range(r0, r1):
             y_i, out_i, e_i = y[i], out[i], e[(i - r0) * COLS:(i - r0 + 1) * COLS]
-            if noisy and not has_sat:  # one pass (the same operations in the same order as below)
-                if round_down:
-                    for c0 in range(0, COLS, READ_LANES):
-                        _gauss_chunk_floor(y_i, off, e_i, std, lo, hi, out_i, c0)
-                else:
-                    for c0 in range(0, COLS, READ_LANES):
-                        _gauss_chunk_rint(y_i, off, e_i, std, lo, hi, out_i, c0)
-                continue
             for c in range(COLS):
                 mean[c] = np.float64(y_i[c] + off[c])
             if has_sat:  # a loop of its own: the others vectorize
@@ -631,15 +665,20 @@ def _ziggurat_boxes(half, e, bad):
     masks8 = np.zeros(8 * -(-n // 64), dtype=np.uint8)  # a byte per eight samples, whole words of 64
     for s0 in range(0, n, GATHER_LANES):  # no branch on the data here: the gathers of consecutive steps overlap
         masks8[s0 >> 3] = _ziggurat8(half, e, s0, ZIG_WK)
-    masks = masks8.view(np.uint64)  # bit b of word j: sample 64 j + b
-    n_bad = 0
+    return _set_bits(masks8.view(np.uint64), bad)
+
+
+@njit(nogil=True, cache=True)
+def _set_bits(masks, out):
+    """The positions of the set bits of ``masks`` (uint64, bit ``b`` of word ``j`` is position ``64 j + b``), in order, into ``out``; returns their number."""
+    n_set = 0
     for j in range(masks.size):
         mask = masks[j]
         while mask:
-            bad[n_bad] = 64 * j + _trailing_zeros(mask)
-            n_bad += 1
+            out[n_set] = 64 * j + _trailing_zeros(mask)
+            n_set += 1
             mask &= mask - np.uint64(1)
-    return n_bad
+    return n_set
 
 
 @njit(nogil=True, cache=True)
