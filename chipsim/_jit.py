@@ -145,7 +145,7 @@ def sfc64_fill(seed, out):
     _sfc64_lanes(a, b, c, out, out.size // LANES)
 
 
-GATHER_LANES = 8  #: pulses looked up per vector gather (ROWS is a multiple)
+GATHER_LANES = 8  #: ziggurat samples per vector gather
 
 
 def _bytes(elem):
@@ -187,31 +187,41 @@ def _vector_at(builder, base, start, vec_ty):
 
 
 @intrinsic
-def _lookup8(typingctx, table, x_row, p_row, r0):
-    """``p_row[r] = table[32 r + (x_row[r] & 31)]`` for ``r = r0 .. r0 + 7`` in one vector gather.
+def _gather_row(typingctx, table, x_i, p_i):
+    """One row of :func:`gather` in explicit vectors: ``p_i[r] = table[32 r + (x_i[r] & 31)]`` for all 128 ``r``.
 
-    ``x_row`` (any integer dtype) and ``p_row`` (float32) must be contiguous,
-    ``table`` the flat float32 (128 * 32,) table and ``r0 + 8 <= 128``; the
-    caller checks all of it.
+    Returns ``(OR of x_i, non-zero values of x_i)`` (the OR zero-extended to
+    int64). Sixteen activations a step: their OR and count accumulate in
+    vector registers, the pulses come from a vector gather (the compiler
+    leaves the table look-up scalar by itself). ``x_i`` (any integer dtype)
+    and ``p_i`` (float32) contiguous, ``table`` the flat float32 (128 * 32,)
+    table; the caller checks it.
     """
-    sig = types.void(table, x_row, p_row, r0)
+    sig = types.UniTuple(types.int64, 2)(table, x_i, p_i)
 
     def codegen(context, builder, signature, args):
-        t_ty, x_ty, p_ty, _ = signature.args
-        tab = context.make_array(t_ty)(context, builder, args[0]).data
-        xs = context.make_array(x_ty)(context, builder, args[1]).data
-        ps = context.make_array(p_ty)(context, builder, args[2]).data
-        start = args[3]
-        n = GATHER_LANES
-        v_x = ir.VectorType(context.get_value_type(x_ty.dtype), n)
-        v64 = ir.VectorType(ir.IntType(64), n)
-        xv = builder.load(_vector_at(builder, xs, start, v_x), align=v_x.element.width // 8)
-        xv = builder.zext(xv, v64) if v_x.element.width < 64 else xv
-        rows = builder.add(_splat(builder, v64, start), ir.Constant(v64, list(range(n))))
-        idx = builder.or_(builder.shl(rows, ir.Constant(v64, [5] * n)), builder.and_(xv, ir.Constant(v64, [31] * n)))
-        got = _vector_gather(builder, tab, idx)
-        builder.store(got, _vector_at(builder, ps, start, got.type), align=4)
-        return context.get_dummy_value()
+        tab, xs, ps = _data_pointers(context, builder, signature, args)
+        n = READ_LANES
+        i64 = ir.IntType(64)
+        v_x = ir.VectorType(context.get_value_type(signature.args[1].dtype), n)
+        v64 = ir.VectorType(i64, n)
+        seen = ir.Constant(v_x, [0] * n)
+        count = ir.Constant(v64, [0] * n)
+        for r0 in range(0, ROWS, n):
+            start = ir.Constant(i64, r0)
+            xv = builder.load(_vector_at(builder, xs, start, v_x), align=_bytes(v_x.element))
+            seen = builder.or_(seen, xv)
+            count = builder.add(count, builder.zext(builder.icmp_unsigned("!=", xv, ir.Constant(v_x, [0] * n)), v64))
+            x64 = builder.zext(xv, v64) if v_x.element.width < 64 else xv
+            idx = builder.or_(ir.Constant(v64, [(r0 + k) << 5 for k in range(n)]),
+                              builder.and_(x64, ir.Constant(v64, [31] * n)))
+            got = _vector_gather(builder, tab, idx)
+            builder.store(got, _vector_at(builder, ps, start, got.type), align=4)
+        width = v_x.element.width
+        seen = _call_intrinsic(builder, f"llvm.vector.reduce.or.v{n}i{width}", v_x.element, [seen])
+        seen = builder.zext(seen, i64) if width < 64 else seen
+        count = _call_intrinsic(builder, f"llvm.vector.reduce.add.v{n}i64", i64, [count])
+        return context.make_tuple(builder, signature.return_type, [seen, count])
 
     return sig, codegen
 
@@ -391,32 +401,28 @@ def gather(x, table, pulses, events):
     checks the returned OR of all values (``seen >> 5 != 0``: some value is
     negative or above 31) before using anything else; out-of-range values only
     ever index the table modulo 32. ``table`` is the flat (128 * 32,) float32
-    pulse table. Per row a vectorized loop takes the OR and the events, then
-    vector gathers (:func:`_lookup8`) look the pulses up, if the rows of ``x``
-    and ``pulses`` are contiguous (else a scalar loop does).
+    pulse table. A row at a time in explicit vectors (:func:`_gather_row`)
+    if the rows of ``x`` and ``pulses`` are contiguous, else a scalar loop.
     """
     m = x.shape[0]
     if (x.shape[1] != ROWS or pulses.shape[0] != m or pulses.shape[1] != ROWS or events.size != m
             or table.size != 32 * ROWS):
         raise ValueError("gather: shapes do not match")
-    vector = x.strides[1] == x.itemsize and pulses.strides[1] == pulses.itemsize and table.strides[0] == 4
     seen = x.dtype.type(0)
+    if x.strides[1] == x.itemsize and pulses.strides[1] == pulses.itemsize and table.strides[0] == 4:
+        for i in range(m):
+            row_seen, events[i] = _gather_row(table, x[i], pulses[i])
+            seen |= x.dtype.type(row_seen)
+        return seen
     for i in range(m):
         x_i, p_i = x[i], pulses[i]
         e = 0
-        row_seen = x.dtype.type(0)  # a reduction of its own per row: the loop vectorizes
         for r in range(ROWS):
             a = x_i[r]
-            row_seen |= a
+            seen |= a
             e += np.int64(a != 0)
-        if vector:
-            for r0 in range(0, ROWS, GATHER_LANES):
-                _lookup8(table, x_i, p_i, r0)
-        else:
-            for r in range(ROWS):
-                p_i[r] = table[(r << 5) | np.intp(x_i[r] & 31)]
+            p_i[r] = table[(r << 5) | np.intp(a & 31)]
         events[i] = e
-        seen |= row_seen
     return seen
 
 
