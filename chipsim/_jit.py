@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 
 from .geometry import COLS, ROWS
 from .noise import SFC64_LANES as LANES
-from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_R, ZIG_W, ZIG_WK
+from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_LAYER_BITS, ZIG_R, ZIG_W, ZIG_WK
 from . import physics
 
 _ONE = np.uint64(1)
@@ -43,6 +43,7 @@ _SHIFT_3 = np.uint64(3)
 _ROT_L = np.uint64(24)
 _ROT_R = np.uint64(40)
 _DOUBLE = 2.0 ** -53
+_LAYER_MASK = (1 << ZIG_LAYER_BITS) - 1
 _V_NONE = np.int32(1 << 30)  #: above every 16-bit value: the start of a column's least value
 # the one formula, compiled for the loops below (numba keys its cache on this file: touch it if physics.py changes)
 soft_saturate = njit(nogil=True)(physics.soft_saturate)
@@ -229,8 +230,8 @@ def _gather_row(typingctx, table, x_i, p_i):
 def _emit_boxes(builder, z, wk):
     """IR: the ziggurat's box samples of the 32-bit words ``z`` (a vector of i64) and their rejections (a vector of i1).
 
-    Per lane what :func:`chipsim.noise.gauss_normals` computes: ``idx = z & 0xFF``,
-    ``rabs = z >> 9``, ``x = rabs * W[idx]``, negative if bit 8 is set, and
+    Per lane what :func:`chipsim.noise.gauss_normals` computes: ``idx`` = the
+    low 9 bits, ``rabs = z >> 10``, ``x = rabs * W[idx]``, negative if bit 9 is set, and
     rejected if ``rabs >= K[idx]``; ``W`` and ``K`` come from the packed table
     ``wk`` (``K << 32 | W`` as float32 bits, :data:`chipsim.noise.ZIG_WK`) in
     one vector gather.
@@ -241,13 +242,13 @@ def _emit_boxes(builder, z, wk):
     def const(c):
         return ir.Constant(v64, [c] * n)
 
-    idx = builder.and_(z, const(0xFF))
-    rabs = builder.lshr(z, const(9))
+    idx = builder.and_(z, const(_LAYER_MASK))
+    rabs = builder.lshr(z, const(ZIG_LAYER_BITS + 1))
     layer = _vector_gather(builder, wk, idx)
     w = builder.bitcast(builder.trunc(layer, ir.VectorType(ir.IntType(32), n)), ir.VectorType(ir.FloatType(), n))
     vd = ir.VectorType(ir.DoubleType(), n)
     x = builder.fmul(builder.sitofp(rabs, vd), builder.fpext(w, vd))
-    neg = builder.trunc(builder.and_(builder.lshr(z, const(8)), const(1)), ir.VectorType(ir.IntType(1), n))
+    neg = builder.trunc(builder.and_(builder.lshr(z, const(ZIG_LAYER_BITS)), const(1)), ir.VectorType(ir.IntType(1), n))
     return builder.select(neg, builder.fneg(x), x), builder.icmp_signed(">=", rabs, builder.lshr(layer, const(32)))
 
 
@@ -561,10 +562,10 @@ def ziggurat_fix(z, state):
     :func:`chipsim.noise.ziggurat_fix` reads them.
     """
     while True:
-        idx = z & 0xFF
-        rabs = z >> 9
+        idx = z & _LAYER_MASK
+        rabs = z >> (ZIG_LAYER_BITS + 1)
         x = rabs * ZIG_W[idx]
-        neg = (z >> 8) & 1
+        neg = (z >> ZIG_LAYER_BITS) & 1
         if rabs < ZIG_K[idx]:
             return -x if neg else x
         if idx == 0:  # the tail beyond r (Marsaglia's method)
