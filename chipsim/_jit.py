@@ -20,9 +20,20 @@ bit for bit.
 - :func:`readout_gauss`: per noise block its standard normals (the ziggurat of
   :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
 
+The hot loops are written as explicit LLVM vector code (numba
+``@intrinsic``\ s emitting IR): the SFC64 generators with their state in
+vector registers (:func:`_sfc64_lanes`), the pulse and ziggurat table
+look-ups as vector gathers (:func:`_vector_gather`, LLVM's portable
+``llvm.masked.gather``) and the read-outs 16 columns a step
+(:func:`_fast_chunk`, :func:`_gauss_chunk`). numba's own vectorizer left
+the look-ups scalar, kept the generators' state in memory and used half
+this width (``docs/benchmarks.md``, issue 14). The IR uses only generic LLVM
+operations: on a CPU without AVX-512 LLVM splits the vectors, and the
+results stay the same.
+
 The read-outs take a range of noise blocks (the loops release the GIL).
-numba does not check bounds: every loop checks the shapes of its buffers
-first.
+numba does not check bounds: every loop checks the shapes (and, where it
+reads whole vectors, the contiguity) of its buffers first.
 """
 import math
 

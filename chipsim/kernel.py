@@ -13,16 +13,17 @@ compiled (:mod:`chipsim._jit`, numba; what runs)
     One loop gathers the pulses, counts the events and checks the activations'
     range (in the same pass over the caller's array), BLAS multiplies with
     its own threads, then the read-out loops take the noise blocks: per
-    block its random words and, row by row, the noise and the rounding. With
-    the ``fast`` noise the scaled product is a 16-bit fixed-point number and
-    rounding, noise and the int8 are integer operations; values outside the
-    window where neither soft saturation nor clipping can act are recomputed
-    with the full model in float64 (well under 0.1 % of them with
-    full-range random weights). Everything but the product runs in the
-    calling thread: right after a product, OpenBLAS's idle threads spin on
-    the other cores for about 0.1 s, and a second thread of ours only shares
-    a core with them (measured: two of our threads right after a product ran
-    no faster than one; see ``docs/benchmarks.md``).
+    block its random words and, row by row, 16 columns a step, the noise and
+    the rounding. With the ``fast`` noise the scaled product is a 16-bit
+    fixed-point number and rounding, noise and the int8 are integer
+    operations; values outside the window where neither soft saturation nor
+    clipping can act are recomputed with the full model in float64 (well
+    under 0.1 % of them with full-range random weights). The hot loops are
+    explicit vector code (:mod:`chipsim._jit`). Everything but the product
+    runs in the calling thread: right after a product, OpenBLAS's idle
+    threads spin on the other cores for about 0.1 s, and a second thread of
+    ours only shares a core with them (measured: two of our threads right
+    after a product ran no faster than one; see ``docs/benchmarks.md``).
 reference (:func:`reference`; ``BSS2_CHIPSIM_JIT=0``, and noise stds the
 16-bit kernel cannot represent)
     Plain single-threaded numpy: the full model in float64 for every value.
