@@ -21,7 +21,7 @@ bit for bit.
   :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
 
 The hot loops are written as explicit LLVM vector code (numba
-``@intrinsic``\ s emitting IR): the SFC64 generators with their state in
+``@intrinsic`` functions emitting IR): the SFC64 generators with their state in
 vector registers (:func:`_sfc64_lanes`), the pulse and ziggurat table
 look-ups as vector gathers (:func:`_vector_gather`, LLVM's portable
 ``llvm.masked.gather``) and the read-outs 16 columns a step
@@ -45,16 +45,10 @@ from numba.extending import intrinsic
 
 from .geometry import COLS, ROWS
 from .noise import SFC64_LANES as LANES
-from .noise import NOISE_ROWS, WARM_UP, ZIG_F, ZIG_K, ZIG_LAYER_BITS, ZIG_R, ZIG_W, ZIG_WK
+from .noise import (COS_COEF, GAUSS_GROUP, GAUSS_HALF, LN1P_COEF, LN2, NOISE_ROWS, SIN_COEF, SQRT2, TWO_PI,
+                    WARM_UP)
 from . import physics
 
-_ONE = np.uint64(1)
-_SHIFT_11 = np.uint64(11)
-_SHIFT_3 = np.uint64(3)
-_ROT_L = np.uint64(24)
-_ROT_R = np.uint64(40)
-_DOUBLE = 2.0 ** -53
-_LAYER_MASK = (1 << ZIG_LAYER_BITS) - 1
 _V_NONE = np.int32(1 << 30)  #: above every 16-bit value: the start of a column's least value
 # the one formula, compiled for the loops below (numba keys its cache on this file: touch it if physics.py changes)
 soft_saturate = njit(nogil=True)(physics.soft_saturate)
@@ -70,12 +64,6 @@ def _popcount(typingctx, val):
         return builder.ctpop(args[0])
 
     return val(val), codegen
-
-
-@njit(nogil=True, cache=True)
-def _sfc64_step(a, b, c, w):
-    tmp = a + b + w
-    return b ^ (b >> _SHIFT_11), c + (c << _SHIFT_3), ((c << _ROT_L) | (c >> _ROT_R)) + tmp, tmp
 
 
 def _splat(builder, vec_ty, value):
@@ -157,9 +145,6 @@ def sfc64_fill(seed, out):
     _sfc64_lanes(a, b, c, out, out.size // LANES)
 
 
-GATHER_LANES = 8  #: ziggurat samples per vector gather
-
-
 def _bytes(elem):
     """Size in bytes of an LLVM scalar type (integer, float or double)."""
     return elem.width // 8 if isinstance(elem, ir.IntType) else {"float": 4, "double": 8}[str(elem)]
@@ -238,66 +223,59 @@ def _gather_row(typingctx, table, x_i, p_i):
     return sig, codegen
 
 
-def _emit_boxes(builder, z, wk):
-    """IR: the ziggurat's box samples of the 32-bit words ``z`` (a vector of i64) and their rejections (a vector of i1).
+def _horner(builder, x, coef):
+    """IR: ``sum(coef[k] x^k)`` for a float32 vector ``x``, as :func:`chipsim.noise._horner` computes it."""
+    acc = ir.Constant(x.type, [float(coef[-1])] * x.type.count)
+    for c in coef[-2::-1]:
+        acc = builder.fadd(builder.fmul(acc, x), ir.Constant(x.type, [float(c)] * x.type.count))
+    return acc
 
-    Per lane what :func:`chipsim.noise.gauss_normals` computes: ``idx`` = the
-    low 9 bits, ``rabs = z >> 10``, ``x = rabs * W[idx]``, negative if bit 9 is set, and
-    rejected if ``rabs >= K[idx]``; ``W`` and ``K`` come from the packed table
-    ``wk`` (``K << 32 | W`` as float32 bits, :data:`chipsim.noise.ZIG_WK`) in
-    one vector gather.
+
+def _emit_normals(builder, a, b):
+    """IR: :func:`chipsim.noise.box_muller` of the uint32 vectors ``a`` and ``b``: ``(r cos, r sin)``, float32 vectors.
+
+    The same float32 operations in the same order (no fused multiply-adds:
+    the IR carries no fast-math flags), so the same bits as numpy's.
     """
-    n = z.type.count
-    v64 = z.type
+    n = a.type.count
+    vi, vf = a.type, ir.VectorType(ir.FloatType(), n)
 
-    def const(c):
-        return ir.Constant(v64, [c] * n)
+    def ci(v):
+        return ir.Constant(vi, [v] * n)
 
-    idx = builder.and_(z, const(_LAYER_MASK))
-    rabs = builder.lshr(z, const(ZIG_LAYER_BITS + 1))
-    layer = _vector_gather(builder, wk, idx)
-    w = builder.bitcast(builder.trunc(layer, ir.VectorType(ir.IntType(32), n)), ir.VectorType(ir.FloatType(), n))
-    vd = ir.VectorType(ir.DoubleType(), n)
-    x = builder.fmul(builder.sitofp(rabs, vd), builder.fpext(w, vd))
-    neg = builder.trunc(builder.and_(builder.lshr(z, const(ZIG_LAYER_BITS)), const(1)), ir.VectorType(ir.IntType(1), n))
-    return builder.select(neg, builder.fneg(x), x), builder.icmp_signed(">=", rabs, builder.lshr(layer, const(32)))
+    def cf(v):
+        return ir.Constant(vf, [float(v)] * n)
 
-
-def _load_words(builder, half, start, n):
-    """IR: ``n`` 32-bit words of ``half`` from ``start``, zero-extended to a vector of i64."""
-    words = builder.load(_vector_at(builder, half, start, ir.VectorType(ir.IntType(32), n)), align=4)
-    return builder.zext(words, ir.VectorType(ir.IntType(64), n))
-
-
-@intrinsic
-def _ziggurat8(typingctx, half, e, s0, zig_wk):
-    """The ziggurat's box samples of ``half[s0 .. s0 + 7]`` into ``e``; returns their rejections as a bit mask.
-
-    :func:`_emit_boxes` on eight words; bit ``j`` of the returned uint8 is set
-    if sample ``s0 + j`` fell outside its box. Contiguous arrays, ``s0 + 8``
-    within both; the caller checks it.
-    """
-    sig = types.uint8(half, e, s0, zig_wk)
-
-    def codegen(context, builder, signature, args):
-        h, ev, start, wk = _data_pointers(context, builder, signature, args)
-        x, rejected = _emit_boxes(builder, _load_words(builder, h, start, GATHER_LANES), wk)
-        builder.store(x, _vector_at(builder, ev, start, x.type), align=8)
-        return builder.bitcast(rejected, ir.IntType(GATHER_LANES))
-
-    return sig, codegen
+    u1 = builder.fmul(builder.fadd(builder.uitofp(builder.lshr(a, ci(9)), vf), cf(0.5)), cf(2.0 ** -23))
+    bits = builder.bitcast(u1, vi)
+    expo = builder.sub(builder.lshr(bits, ci(23)), ci(127))
+    mant = builder.bitcast(builder.or_(builder.and_(bits, ci(0x7FFFFF)), ci(0x3F800000)), vf)
+    big = builder.fcmp_ordered(">", mant, cf(SQRT2))
+    mant = builder.select(big, builder.fmul(mant, cf(0.5)), mant)
+    expo = builder.add(expo, builder.zext(big, vi))
+    f = builder.fsub(mant, cf(1.0))
+    ln = builder.fadd(builder.fmul(builder.sitofp(expo, vf), cf(LN2)), builder.fmul(f, _horner(builder, f, LN1P_COEF)))
+    r = _call_intrinsic(builder, f"llvm.sqrt.v{n}f32", vf, [builder.fmul(cf(-2.0), ln)])
+    u2 = builder.fmul(builder.uitofp(builder.lshr(b, ci(8)), vf), cf(2.0 ** -24))
+    q = _call_intrinsic(builder, f"llvm.rint.v{n}f32", vf, [builder.fmul(u2, cf(4.0))])
+    y = builder.fmul(builder.fsub(u2, builder.fmul(q, cf(0.25))), cf(TWO_PI))
+    y2 = builder.fmul(y, y)
+    sin, cos = builder.fmul(y, _horner(builder, y2, SIN_COEF)), _horner(builder, y2, COS_COEF)
+    quadrant = builder.and_(builder.fptosi(q, vi), ci(3))
+    swap = builder.icmp_signed("==", builder.and_(quadrant, ci(1)), ci(1))
+    c, s = builder.select(swap, sin, cos), builder.select(swap, cos, sin)
+    c = builder.select(builder.icmp_signed("==", builder.and_(builder.add(quadrant, ci(1)), ci(2)), ci(2)),
+                       builder.fneg(c), c)  # quadrants 1 and 2
+    s = builder.select(builder.icmp_signed(">=", quadrant, ci(2)), builder.fneg(s), s)
+    return builder.fmul(r, c), builder.fmul(r, s)
 
 
-@intrinsic
-def _trailing_zeros(typingctx, val):
-    """Zero bits below the lowest set bit of a non-zero integer (LLVM's cttz)."""
-    if not isinstance(val, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
-
-    return val(val), codegen
+def _load_pair(builder, half, start):
+    """IR: the two uint32 vectors of the Box-Muller group of :data:`GAUSS_GROUP` words at ``half[start]``."""
+    vi = ir.VectorType(ir.IntType(32), GAUSS_HALF)
+    second = builder.add(start, ir.Constant(start.type, GAUSS_HALF))
+    return (builder.load(_vector_at(builder, half, start, vi), align=4),
+            builder.load(_vector_at(builder, half, second, vi), align=4))
 
 
 READ_LANES = 16  #: columns per step of the read-out loops (COLS is a multiple)
@@ -362,39 +340,53 @@ def _fast_chunk(typingctx, y_i, off, byte0, byte1, dither, A, K, v_min, v_max, o
     return sig, codegen
 
 
-def _gauss_chunk(rounding):
-    """The intrinsic for columns ``c0 .. c0 + 15`` of one row of :func:`readout_gauss` without soft saturation.
+@intrinsic
+def _normals(typingctx, half, e, s):
+    """``e[s .. s + 31]`` = the Box-Muller normals (float32) of the words ``half[s .. s + 31]`` (:func:`_emit_normals`)."""
+    sig = types.void(half, e, s)
 
-    ``chunk(y_i, off, half, s, zig_wk, std, lo, hi, out_i, c0)``: the standard
-    normals ``e`` of the block's words ``half[s .. s + 15]`` from the
-    ziggurat's boxes (:func:`_emit_boxes`), then
-    ``out_i[c] = clip(rounding(float64(y_i[c] + off[c]) + std[c] * e), lo[c], hi[c])``
-    with ``rounding`` "rint" or "floor", as 16-lane vectors; returns the
-    rejected samples as a 16-bit mask (their results are redone once their
-    normals are finished). The same operations in the same order as the
-    scalar loops of :func:`readout_gauss` and :func:`_ziggurat_boxes`.
+    def codegen(context, builder, signature, args):
+        hp, ep, start = _data_pointers(context, builder, signature, args)
+        cos, sin = _emit_normals(builder, *_load_pair(builder, hp, start))
+        builder.store(cos, _vector_at(builder, ep, start, cos.type), align=4)
+        second = builder.add(start, ir.Constant(start.type, GAUSS_HALF))
+        builder.store(sin, _vector_at(builder, ep, second, sin.type), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _gauss_chunk(rounding):
+    """The intrinsic for columns ``c0 .. c0 + 31`` of one row of :func:`readout_gauss` without soft saturation.
+
+    ``chunk(y_i, off, half, s, std, lo, hi, out_i, c0)``: the Box-Muller
+    normals ``e`` of the words ``half[s .. s + 31]`` (:func:`_emit_normals`),
+    then ``out_i[c] = clip(rounding(float64(y_i[c] + off[c]) + std[c] * e), lo[c], hi[c])``
+    with ``rounding`` "rint" or "floor", as 16-lane vectors; the same
+    operations in the same order as the loops of :func:`readout_gauss`.
     """
     @intrinsic
-    def chunk(typingctx, y_i, off, half, s, zig_wk, std, lo, hi, out_i, c0):
-        sig = types.uint16(y_i, off, half, s, zig_wk, std, lo, hi, out_i, c0)
+    def chunk(typingctx, y_i, off, half, s, std, lo, hi, out_i, c0):
+        sig = types.void(y_i, off, half, s, std, lo, hi, out_i, c0)
 
         def codegen(context, builder, signature, args):
-            yp, op, hp, s_start, wk, sp, lop, hip, outp, start = _data_pointers(context, builder, signature, args)
-            n = READ_LANES
+            yp, op, hp, s_start, sp, lop, hip, outp, c_start = _data_pointers(context, builder, signature, args)
+            n = GAUSS_HALF
             vf, vd, v8 = (ir.VectorType(t, n) for t in (ir.FloatType(), ir.DoubleType(), ir.IntType(8)))
+            for half_k, e in enumerate(_emit_normals(builder, *_load_pair(builder, hp, s_start))):
+                start = builder.add(c_start, ir.Constant(c_start.type, half_k * n))
 
-            def load(ptr, vec, align):
-                return builder.load(_vector_at(builder, ptr, start, vec), align=align)
+                def load(ptr, vec, align):
+                    return builder.load(_vector_at(builder, ptr, start, vec), align=align)
 
-            e, rejected = _emit_boxes(builder, _load_words(builder, hp, s_start, n), wk)
-            mean = builder.fpext(builder.fadd(load(yp, vf, 4), load(op, vf, 4)), vd)
-            z = builder.fadd(mean, builder.fmul(load(sp, vd, 8), e))
-            z = _call_intrinsic(builder, f"llvm.{rounding}.v{n}f64", vd, [z])
-            low, high = load(lop, vd, 8), load(hip, vd, 8)
-            z = builder.select(builder.fcmp_ordered(">", z, low), z, low)
-            z = builder.select(builder.fcmp_ordered("<", z, high), z, high)
-            builder.store(builder.fptosi(z, v8), _vector_at(builder, outp, start, v8), align=1)
-            return builder.bitcast(rejected, ir.IntType(n))
+                mean = builder.fpext(builder.fadd(load(yp, vf, 4), load(op, vf, 4)), vd)
+                z = builder.fadd(mean, builder.fmul(load(sp, vd, 8), builder.fpext(e, vd)))
+                z = _call_intrinsic(builder, f"llvm.{rounding}.v{n}f64", vd, [z])
+                low, high = load(lop, vd, 8), load(hip, vd, 8)
+                z = builder.select(builder.fcmp_ordered(">", z, low), z, low)
+                z = builder.select(builder.fcmp_ordered("<", z, high), z, high)
+                builder.store(builder.fptosi(z, v8), _vector_at(builder, outp, start, v8), align=1)
+            return context.get_dummy_value()
 
         return sig, codegen
 
@@ -550,60 +542,21 @@ def _fixed(f, pre_hi):
 
 
 @njit(nogil=True, cache=True)
-def _next_double(state):
-    """A double in [0, 1) from the scalar SFC64 generator ``state`` (uint64 (4,), advanced in place)."""
-    state[0], state[1], state[2], word = _sfc64_step(state[0], state[1], state[2], state[3])
-    state[3] += _ONE
-    return np.float64(word >> _SHIFT_11) * _DOUBLE
-
-
-@njit(nogil=True, cache=True)
-def _next_word(state):
-    state[0], state[1], state[2], word = _sfc64_step(state[0], state[1], state[2], state[3])
-    state[3] += _ONE
-    return word
-
-
-@njit(nogil=True, cache=True)
-def ziggurat_fix(z, state):
-    """A standard normal for a sample whose first 32 bits fell outside the ziggurat's boxes.
-
-    ``z`` (int64) holds those 32 bits; further bits come from the block's spare SFC64
-    generator ``state`` (advanced in place), in the order
-    :func:`chipsim.noise.ziggurat_fix` reads them.
-    """
-    while True:
-        idx = z & _LAYER_MASK
-        rabs = z >> (ZIG_LAYER_BITS + 1)
-        x = rabs * ZIG_W[idx]
-        neg = (z >> ZIG_LAYER_BITS) & 1
-        if rabs < ZIG_K[idx]:
-            return -x if neg else x
-        if idx == 0:  # the tail beyond r (Marsaglia's method)
-            while True:
-                xx = -math.log1p(-_next_double(state)) / ZIG_R
-                yy = -math.log1p(-_next_double(state))
-                if yy + yy > xx * xx:
-                    return -(ZIG_R + xx) if neg else ZIG_R + xx
-        if (ZIG_F[idx + 1] - ZIG_F[idx]) * _next_double(state) + ZIG_F[idx] < math.exp(-0.5 * x * x):
-            return -x if neg else x
-        z = np.int64(_next_word(state) & np.uint64(0xFFFFFFFF))
-
-
-@njit(nogil=True, cache=True)
 def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo, hi):
     """Read-out with the ``gaussian`` noise of noise blocks ``b0..b1-1`` (256 rows each).
 
     ``result = round(mean + std e)`` (``floor`` if ``round_down``), clipped to
     ``lo..hi``, with the mean ``y + off`` soft-saturated in float64 and ``e`` a
     standard normal from the block's words: 32 bits per sample, laid out as
-    :func:`chipsim.noise.gauss_normals` reads them.
+    :func:`chipsim.noise.gauss_normals` reads them. Without soft saturation
+    one vector pass draws the normals and reads out (:func:`_gauss_chunk`);
+    with it, the normals of a block first (:func:`_normals`), then the loops.
 
     Parameters
     ----------
     y : float32 (m, 256)
     off : float32 (256,)
-    seeds : uint64 (n_blocks, 51), or (0, 51) for no noise
+    seeds : uint64 (n_blocks, 48), or (0, 48) for no noise
     out : int8 (m, 256)
     b0, b1 : int
     std : float64 (256,)
@@ -613,46 +566,31 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     lo, hi : float64 (256,)
     """
     noisy = seeds.shape[0] > 0
-    _check_readout(y, off, out, seeds, b0, b1, 3 * LANES + 3)
+    _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
     if (std.size != COLS or lo.size != COLS or hi.size != COLS or std.strides[0] != 8 or lo.strides[0] != 8
             or hi.strides[0] != 8):
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
     words = np.empty(NOISE_ROWS * COLS // 2, dtype=np.uint64)
     half = words.view(np.uint32)
-    e = np.empty(NOISE_ROWS * COLS, dtype=np.float64)
-    bad = np.empty(NOISE_ROWS * COLS, dtype=np.int64)
-    masks = np.zeros(NOISE_ROWS * COLS // READ_LANES, dtype=np.uint16)
+    e = np.zeros(NOISE_ROWS * COLS, dtype=np.float32)
     mean = np.zeros(COLS, dtype=np.float64)
     for blk in range(b0, b1):
         r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n // 2])
-        if noisy and not has_sat:  # one pass: the normals' boxes and the results; then the rejected samples
+        if noisy and not has_sat:  # one pass: the normals and the results
             for i in range(r0, r1):
                 y_i, out_i, s = y[i], out[i], (i - r0) * COLS
                 if round_down:
-                    for c0 in range(0, COLS, READ_LANES):
-                        masks[(s + c0) // READ_LANES] = _gauss_chunk_floor(y_i, off, half, s + c0, ZIG_WK, std, lo, hi,
-                                                                            out_i, c0)
+                    for c0 in range(0, COLS, GAUSS_GROUP):
+                        _gauss_chunk_floor(y_i, off, half, s + c0, std, lo, hi, out_i, c0)
                 else:
-                    for c0 in range(0, COLS, READ_LANES):
-                        masks[(s + c0) // READ_LANES] = _gauss_chunk_rint(y_i, off, half, s + c0, ZIG_WK, std, lo, hi,
-                                                                           out_i, c0)
-            n_bad = _set_bits(masks[:n // READ_LANES].view(np.uint64), bad)
-            if n_bad:
-                _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
-                for k in range(n_bad):
-                    s = bad[k]
-                    i, c = r0 + s // COLS, s % COLS
-                    z = np.float64(y[i, c] + off[c]) + std[c] * e[s]
-                    v = np.floor(z) if round_down else np.rint(z)
-                    out[i, c] = np.int8(min(max(v, lo[c]), hi[c]))
+                    for c0 in range(0, COLS, GAUSS_GROUP):
+                        _gauss_chunk_rint(y_i, off, half, s + c0, std, lo, hi, out_i, c0)
             continue
         if noisy:
-            n_bad = _ziggurat_boxes(half[:n], e[:n], bad)
-            if n_bad:
-                _ziggurat_rest(half, e, bad[:n_bad], seeds[blk, 3 * LANES:3 * LANES + 3])
+            normals(half[:n], e[:n])
         for i in range(r0, r1):
             y_i, out_i, e_i = y[i], out[i], e[(i - r0) * COLS:(i - r0 + 1) * COLS]
             for c in range(COLS):
@@ -662,49 +600,20 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
                     mean[c] = soft_saturate(mean[c], sat[0, c], sat[1, c], sat[2, c], sat[3, c])
             if noisy:
                 for c in range(COLS):
-                    mean[c] += std[c] * e_i[c]
+                    mean[c] += std[c] * np.float64(e_i[c])
             for c in range(COLS):
                 v = np.floor(mean[c]) if round_down else np.rint(mean[c])
                 out_i[c] = np.int8(min(max(v, lo[c]), hi[c]))
 
 
 @njit(nogil=True, cache=True)
-def _ziggurat_boxes(half, e, bad):
-    """``e`` = the ziggurat's box sample of every 32-bit word of ``half``; the rejected positions, in order, into ``bad``.
+def normals(half, e):
+    """``e`` (float32) = the Box-Muller normals of the 32-bit words ``half`` (contiguous, a multiple of 32 of them).
 
-    Eight samples at a time with a vector gather from the packed table
-    (:func:`_ziggurat8`); the rejections (about 1.5 %) come as bit masks,
-    collected per 64 samples and read bit by bit afterwards. ``half`` and ``e`` contiguous, a multiple of 8
-    samples (a block's rows times 256). Returns the number of rejections.
+    What :func:`chipsim.noise.gauss_normals` computes from the same words.
     """
     n = half.size
-    if e.size < n or bad.size < n or n % GATHER_LANES or half.strides[0] != 4 or e.strides[0] != 8:
-        raise ValueError("ziggurat: needs contiguous buffers of a multiple of 8 samples")
-    masks8 = np.zeros(8 * -(-n // 64), dtype=np.uint8)  # a byte per eight samples, whole words of 64
-    for s0 in range(0, n, GATHER_LANES):  # no branch on the data here: the gathers of consecutive steps overlap
-        masks8[s0 >> 3] = _ziggurat8(half, e, s0, ZIG_WK)
-    return _set_bits(masks8.view(np.uint64), bad)
-
-
-@njit(nogil=True, cache=True)
-def _set_bits(masks, out):
-    """The positions of the set bits of ``masks`` (uint64, bit ``b`` of word ``j`` is position ``64 j + b``), in order, into ``out``; returns their number."""
-    n_set = 0
-    for j in range(masks.size):
-        mask = masks[j]
-        while mask:
-            out[n_set] = 64 * j + _trailing_zeros(mask)
-            n_set += 1
-            mask &= mask - np.uint64(1)
-    return n_set
-
-
-@njit(nogil=True, cache=True)
-def _ziggurat_rest(half, e, bad, spare_seed):
-    """Finish the rejected samples ``bad`` (in order) with the block's spare generator."""
-    state = np.empty(4, dtype=np.uint64)
-    state[0], state[1], state[2], state[3] = spare_seed[0], spare_seed[1], spare_seed[2], _ONE
-    for _ in range(WARM_UP):
-        _next_word(state)
-    for s in bad:
-        e[s] = ziggurat_fix(np.int64(half[s]), state)
+    if e.size != n or n % GAUSS_GROUP or half.strides[0] != 4 or e.strides[0] != 4:
+        raise ValueError("normals: needs contiguous buffers of one size, a multiple of 32")
+    for s0 in range(0, n, GAUSS_GROUP):
+        _normals(half, e, s0)

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from .geometry import ACT_MAX, COLS, ROWS
-from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, GAUSS_SEED_WORDS, NOISE_ROWS, SEED_WORDS,
+from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, NOISE_ROWS, SEED_WORDS,
                     FastParams, binomial_counts, dither_bytes, gauss_normals, jit, sfc64_words, words_for)
 from .physics import soft_saturate
 from .validation import activation_range_error
@@ -103,7 +103,7 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         p.fast = None
         p.scale = 1.0
         p.shift = p.base = np.zeros(COLS)
-        p.seed_words = GAUSS_SEED_WORDS
+        p.seed_words = SEED_WORDS
         p.std = std
     w_aug = np.empty((ROWS + 1, COLS), dtype=np.float64)
     w_aug[:ROWS] = w_eff

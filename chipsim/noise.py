@@ -6,11 +6,15 @@ standard deviation ``s`` (the column's noise std, 1.8 LSB by default). The
 preset's ``noise.method`` chooses the distribution of ``e``:
 
 ``"gaussian"``
-    exact: ``e = s * N(0, 1)``, a standard normal from a 512-layer ziggurat
-    (Marsaglia and Tsang's method, as numpy's own normal but with its own
-    bits): 32 fresh bits per sample (layer, sign, 22-bit abscissa), accepted
-    directly in 99.3 % of the cases; the rest, and the tail beyond 3.85, draw
-    further words of a spare generator (:func:`gauss_normals`).
+    exact to float32 precision: ``e = s * N(0, 1)``, standard normals by the
+    Box-Muller transform in float32 (:func:`gauss_normals`): 32 fresh bits per
+    sample, a pair of words giving two normals ``r cos t`` and ``r sin t``
+    with ``r = sqrt(-2 ln u1)`` (``u1`` from 23 bits, strictly inside (0, 1):
+    ``|e| <= 5.77``, which a normal exceeds with probability 8e-9) and
+    ``t = 2 pi u2`` (24 bits). The logarithm, sine and cosine are polynomials
+    of this module (errors below 1e-7), evaluated with the same float32
+    operations by numpy and by the compiled kernel: the same bits on any
+    machine, and no table look-ups, rejections or spare draws.
 ``"fast"`` (the default)
     a *dithered binomial*: ``e = a (B - 8) + w (U - 1/2)`` with
     ``B ~ Binomial(16, 1/2)`` (the bit count of 16 fresh random bits) and ``U``
@@ -36,8 +40,7 @@ The stream is one PCG64 generator seeded by ``noise_seed``, read strictly in
 order. Each ``fast`` sample takes 24 fresh bits, laid out per block of 256
 vectors (:func:`binomial_counts`), each ``gaussian`` sample 32; the bits of one
 block come from :data:`SFC64_LANES` interleaved SFC64 generators seeded by
-:data:`SEED_WORDS` fresh words of the PCG64 stream (:func:`sfc64_words`; the
-``gaussian`` method takes 3 more for its spare generator), so
+:data:`SEED_WORDS` fresh words of the PCG64 stream (:func:`sfc64_words`), so
 that blocks can be filled by a compiled loop, in any order or thread, with the
 same bits. Results therefore do not depend on how the simulator splits its
 work, and ``run(x2, "both")`` equals ``run(x2[0], 0)`` followed by
@@ -63,42 +66,21 @@ NOISE_ROWS = 256  #: vectors per noise block: fixes the layout of the noise bits
 SFC64_LANES = 16  #: interleaved SFC64 generators per noise block
 SEED_WORDS = 3 * SFC64_LANES  #: PCG64 words that seed one noise block
 WARM_UP = 12  #: SFC64 outputs discarded after seeding (as numpy does after its own seeding)
-GAUSS_SEED_WORDS = SEED_WORDS + 3  #: PCG64 words that seed one ``gaussian`` noise block (lanes, spare)
 
 
-ZIG_LAYER_BITS = 9  #: bits of a Gaussian sample's 32 that choose its ziggurat layer (512 layers)
-ZIG_ABS_BITS = 32 - ZIG_LAYER_BITS - 1  #: bits of the abscissa (after the layer's bits and the sign bit)
-
-
-def _ziggurat_tables(n=1 << ZIG_LAYER_BITS, r=3.852046150368391, v=2.456766351541357e-3, bits=ZIG_ABS_BITS):
-    """Tables of the 512-layer normal ziggurat (``r``: the base strip's edge, ``v``: each layer's area).
-
-    Layer ``i`` has width ``x[i]`` (layer 0: the base strip with the tail,
-    width ``v / f(r)``); a sample ``rabs * W[i]`` (``rabs`` uniform on
-    ``0..2**bits - 1``) is accepted at once if ``rabs < K[i]``; ``F[i] = f(x[i])``
-    with ``f(x) = exp(-x^2 / 2)``, ``F[n] = 1``. (``r`` closes the layers at
-    ``x = 0``: the top layer's area is ``v`` too; with 512 layers about 0.7 %
-    of the samples fall outside their box, half of 256 layers'.) The widths are rounded to
-    float32 (relative changes below 1e-7) and ``K``, ``F`` and the tail's edge
-    follow from the rounded ones, so that ``WK[i] = K[i] << 32 | float32 bits
-    of W[i]`` holds a layer in one word: the compiled kernel reads a layer
-    with one vector gather.
-    """
-    f = lambda u: np.exp(-0.5 * u * u)  # noqa: E731
-    x = np.zeros(n + 1)
-    x[0], x[1] = v / f(r), r
-    for i in range(1, n - 1):
-        x[i + 1] = np.sqrt(-2.0 * np.log(f(x[i]) + v / x[i]))
-    w32 = (x[:n] / 2.0 ** bits).astype(np.float32)
-    W = w32.astype(np.float64)
-    x[:n] = W * 2.0 ** bits  # exact: the rounded widths
-    K = np.floor(2.0 ** bits * x[1:] / x[:n]).astype(np.int64)
-    WK = (K.astype(np.uint64) << np.uint64(32)) | w32.view(np.uint32).astype(np.uint64)
-    return W, K, f(x), float(x[1]), WK
-
-
-ZIG_W, ZIG_K, ZIG_F, ZIG_R, ZIG_WK = _ziggurat_tables()
-_LAYER_MASK = (1 << ZIG_LAYER_BITS) - 1
+GAUSS_GROUP = 32  #: samples per Box-Muller group: words 0-15 give the radii, words 16-31 the angles
+GAUSS_HALF = GAUSS_GROUP // 2
+#: ``ln(1 + f) = f Q(f)`` on ``sqrt(1/2) - 1 <= f < sqrt(2) - 1``: Q's coefficients (a least-squares fit
+#: of degree 9, rounded to float32; error of the float32 evaluation below 4e-8), lowest order first
+LN1P_COEF = np.array([1.0, -0.49999988, 0.33333325, -0.25001585, 0.20002072, -0.16609126, 0.14180079,
+                      -0.13240843, 0.1291417, -0.07638592], dtype=np.float32)
+#: ``sin(y) = y S(y^2)``, ``cos(y) = C(y^2)`` on ``|y| <= pi / 4``: Taylor coefficients in float32 (errors
+#: of the float32 evaluation below 1e-7), lowest order first
+SIN_COEF = np.array([1.0, -1 / 6, 1 / 120, -1 / 5040, 1 / 362880], dtype=np.float32)
+COS_COEF = np.array([1.0, -1 / 2, 1 / 24, -1 / 720, 1 / 40320], dtype=np.float32)
+LN2 = np.float32(math.log(2.0))
+SQRT2 = np.float32(math.sqrt(2.0))
+TWO_PI = np.float32(2.0 * math.pi)
 
 
 def jit():
@@ -262,57 +244,61 @@ def sfc64_words(seed, n, bit_generator=None):
     return out.reshape(-1)
 
 
-def ziggurat_fix(z, spare):
-    """A standard normal for a sample whose first 32 bits ``z`` fell outside the ziggurat's boxes.
+def _horner(x, coef):
+    """``sum(coef[k] x^k)`` in float32, highest order first, one rounding per operation."""
+    acc = np.full_like(x, coef[-1])
+    for c in coef[-2::-1]:
+        acc = acc * x + c
+    return acc
 
-    Further bits come from ``spare`` (an ``np.random.SFC64``), one word per
-    uniform double or per fresh 32-bit draw: the plain version of
-    :func:`chipsim._jit.ziggurat_fix`, which reads the same words in the same order.
+
+def box_muller(a, b):
+    """Two standard normals (float32) from each pair of 32-bit words ``a``, ``b`` (uint32 arrays of one shape).
+
+    ``u1 = ((a >> 9) + 1/2) 2^-23`` (exact in float32, strictly inside (0, 1)),
+    ``ln u1 = E ln 2 + ln(1 + f)`` with ``u1 = 2^E (1 + f)`` and
+    ``sqrt(1/2) <= 1 + f < sqrt(2)``, ``r = sqrt(-2 ln u1)``; the angle
+    ``2 pi u2`` with ``u2 = (b >> 8) 2^-24``, reduced by its quadrant
+    ``q = rint(4 u2)`` to ``y = 2 pi (u2 - q / 4)`` (``|y| <= pi / 4``).
+    Returns ``(r cos, r sin)``. Every step is one float32 operation in a
+    fixed order: :func:`chipsim._jit._emit_normals` does the same ones.
     """
-    def uniform():
-        return float(int(spare.random_raw()) >> 11) * 2.0 ** -53
-
-    while True:
-        idx, rabs, neg = z & _LAYER_MASK, z >> (ZIG_LAYER_BITS + 1), (z >> ZIG_LAYER_BITS) & 1
-        x = rabs * float(ZIG_W[idx])
-        if rabs < ZIG_K[idx]:
-            return -x if neg else x
-        if idx == 0:  # the tail beyond r (Marsaglia's method)
-            while True:
-                xx = -math.log1p(-uniform()) / ZIG_R
-                yy = -math.log1p(-uniform())
-                if yy + yy > xx * xx:
-                    return -(ZIG_R + xx) if neg else ZIG_R + xx
-        if (float(ZIG_F[idx + 1]) - float(ZIG_F[idx])) * uniform() + float(ZIG_F[idx]) < math.exp(-0.5 * x * x):
-            return -x if neg else x
-        z = int(spare.random_raw()) & 0xFFFFFFFF
+    u1 = ((a >> np.uint32(9)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -23)
+    bits = u1.view(np.uint32)
+    expo = (bits >> np.uint32(23)).astype(np.int32) - 127
+    mant = ((bits & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)).view(np.float32)
+    big = mant > SQRT2
+    mant = np.where(big, mant * np.float32(0.5), mant)
+    expo = expo + big
+    f = mant - np.float32(1.0)
+    ln = expo.astype(np.float32) * LN2 + f * _horner(f, LN1P_COEF)
+    r = np.sqrt(np.float32(-2.0) * ln)
+    u2 = (b >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)
+    q = np.rint(u2 * np.float32(4.0))
+    y = (u2 - q * np.float32(0.25)) * TWO_PI
+    y2 = y * y
+    sin, cos = y * _horner(y2, SIN_COEF), _horner(y2, COS_COEF)
+    quadrant = q.astype(np.int32) & 3
+    swap = (quadrant & 1).astype(bool)
+    c, s = np.where(swap, sin, cos), np.where(swap, cos, sin)
+    c = np.where((quadrant == 1) | (quadrant == 2), -c, c)
+    s = np.where(quadrant >= 2, -s, s)
+    return r * c, r * s
 
 
 def gauss_normals(seed, n, bit_generator=None):
-    """``n`` standard normals (float64) of one ``gaussian`` noise block seeded by ``seed``.
+    """``n`` standard normals (float32, ``n`` a multiple of :data:`GAUSS_GROUP`) of one ``gaussian`` noise block.
 
     Sample ``s`` takes the 32-bit half ``s`` of the block's words
-    (:func:`sfc64_words` of ``seed[:SEED_WORDS]``, low half first): bits 0-8
-    choose the ziggurat layer, bit 9 the sign, bits 10-31 the abscissa. The
-    samples outside the layer's box (about 1 %) are finished by
-    :func:`ziggurat_fix` in sample order, reading a spare SFC64 generator
-    seeded by ``seed[SEED_WORDS:]`` (state ``(s0, s1, s2, 1)``, :data:`WARM_UP`
-    outputs discarded). The plain version of :func:`chipsim._jit.readout_gauss`'s draw.
+    (:func:`sfc64_words` of ``seed``, low half first). Per group of
+    :data:`GAUSS_GROUP` samples, words ``k`` and ``k + 16`` (``k < 16``) give
+    the normals of samples ``k`` (``r cos``) and ``k + 16`` (``r sin``)
+    (:func:`box_muller`). The plain version of :func:`chipsim._jit.readout_gauss`'s draw.
     """
-    z = sfc64_words(seed, n // 2, bit_generator).view(np.uint32).astype(np.int64)
-    idx, rabs = z & _LAYER_MASK, z >> (ZIG_LAYER_BITS + 1)
-    e = rabs * ZIG_W[idx]
-    np.negative(e, out=e, where=((z >> ZIG_LAYER_BITS) & 1).astype(bool))
-    bad = np.flatnonzero(rabs >= ZIG_K[idx])
-    if bad.size:
-        spare = np.random.SFC64(0)
-        spare.state = {"bit_generator": "SFC64", "state": {"state": np.array([*seed[SEED_WORDS:SEED_WORDS + 3], 1],
-                                                                             dtype=np.uint64)},
-                       "has_uint32": 0, "uinteger": 0}
-        spare.random_raw(WARM_UP)
-        for s in bad:
-            e[s] = ziggurat_fix(int(z[s]), spare)
-    return e
+    words = sfc64_words(seed, n // 2, bit_generator).view(np.uint32).reshape(-1, 2, GAUSS_HALF)
+    e = np.empty((words.shape[0], 2, GAUSS_HALF), dtype=np.float32)
+    e[:, 0], e[:, 1] = box_muller(words[:, 0], words[:, 1])
+    return e.reshape(-1)
 
 
 class NoiseStream:

@@ -376,33 +376,53 @@ def _compiled_normals(seeds):
     from bss2_calib.chipsim import _jit
 
     n = 256 * 256
-    words, e, bad = np.empty(n // 2, np.uint64), np.empty((len(seeds), n)), np.empty(n, np.int64)
+    words, e = np.empty(n // 2, np.uint64), np.empty((len(seeds), n), np.float32)
     for b, seed in enumerate(seeds):  # the steps of _jit.readout_gauss
         _jit.sfc64_fill(seed, words)
-        n_bad = _jit._ziggurat_boxes(words.view(np.uint32), e[b], bad)
-        _jit._ziggurat_rest(words.view(np.uint32), e[b], bad[:n_bad], seed[noise.SEED_WORDS:])
+        _jit.normals(words.view(np.uint32), e[b])
     return e.ravel()
 
 
-def test_ziggurat_normals_are_standard_normal():
-    """4 M normals of the compiled ziggurat: moments, tails (past the base strip too) and a KS test against
-    N(0, 1), with tolerances of about 4 standard errors; the numpy reference draws the same numbers."""
+def test_gaussian_normals_are_standard_normal():
+    """4 M normals of the compiled Box-Muller draw: moments, tails, a KS test against N(0, 1) and no dependence
+    within a pair or between neighbours, with tolerances of about 4 standard errors; the numpy reference draws
+    the same numbers."""
     from scipy import stats
 
-    seeds = noise.NoiseStream(21).seeds(64, noise.GAUSS_SEED_WORDS)
+    seeds = noise.NoiseStream(21).seeds(64, noise.SEED_WORDS)
     e = _compiled_normals(seeds)
     n = e.size
     np.testing.assert_array_equal(e[:256 * 256], noise.gauss_normals(seeds[0], 256 * 256))
+    e = e.astype(np.float64)
     assert abs(e.mean()) < 4 / np.sqrt(n)
     assert e.var() == pytest.approx(1.0, abs=4 * np.sqrt(2 / n))
     assert abs(stats.skew(e)) < 4 * np.sqrt(6 / n)
     assert abs(stats.kurtosis(e)) < 4 * np.sqrt(24 / n)
-    for t in (1.0, 2.0, 3.0, noise.ZIG_R, 4.0, 4.5):
+    for t in (1.0, 2.0, 3.0, 4.0, 4.5):
         p = 2 * stats.norm.sf(t)
         assert np.mean(np.abs(e) > t) == pytest.approx(p, abs=4 * np.sqrt(p / n) + 1 / n)
-    assert np.abs(e).max() > 4.5  # the tail is drawn, not cut
+    assert 4.5 < np.abs(e).max() <= 5.78  # the tail is drawn up to the radius of the smallest u1
     assert stats.kstest(e[: 1 << 20], "norm").pvalue > 1e-3
-    assert abs(corr(e[1:], e[:-1])) < 4 / np.sqrt(n)  # neighbouring samples
+    pairs = e.reshape(-1, 2, noise.GAUSS_HALF)  # r cos t and r sin t share r and t
+    cos, sin = pairs[:, 0].ravel(), pairs[:, 1].ravel()
+    assert stats.kstest(sin[: 1 << 20], "norm").pvalue > 1e-3
+    for u, v in ((cos, sin), (cos ** 2, sin ** 2), (e[1:], e[:-1])):
+        assert abs(corr(u, v)) < 4 / np.sqrt(u.size)
+
+
+def test_box_muller_polynomials_match_the_exact_transform():
+    """The float32 logarithm, sine and cosine polynomials: every normal within 2e-6 of sqrt(-2 ln u1) cos/sin(2 pi u2)
+    computed in float64 from the same words (a wrong coefficient or quadrant moves some by far more)."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 1 << 32, 1 << 18, dtype=np.uint64).astype(np.uint32)
+    b = rng.integers(0, 1 << 32, 1 << 18, dtype=np.uint64).astype(np.uint32)
+    a[:4], b[:4] = [0, 0xFFFFFFFF, 1 << 31, 12345], [0, 0xFFFFFFFF, 1 << 31, 0x3FFFFFFF]  # the ends and quadrants
+    cos, sin = noise.box_muller(a, b)
+    u1 = ((a >> 9).astype(np.float64) + 0.5) * 2.0 ** -23
+    u2 = (b >> 8).astype(np.float64) * 2.0 ** -24
+    r = np.sqrt(-2 * np.log(u1))
+    np.testing.assert_allclose(cos, r * np.cos(2 * np.pi * u2), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(sin, r * np.sin(2 * np.pi * u2), rtol=0, atol=2e-6)
 
 
 def test_reads_use_the_fast_noise_too(rng):
