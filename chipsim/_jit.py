@@ -361,9 +361,9 @@ def _gauss_chunk(rounding):
 
     ``chunk(y_i, off, half, s, std, lo, hi, out_i, c0)``: the Box-Muller
     normals ``e`` of the words ``half[s .. s + 31]`` (:func:`_emit_normals`),
-    then ``out_i[c] = clip(rounding(float64(y_i[c] + off[c]) + std[c] * e), lo[c], hi[c])``
-    with ``rounding`` "rint" or "floor", as 16-lane vectors; the same
-    operations in the same order as the loops of :func:`readout_gauss`.
+    then ``out_i[c] = clip(rounding((y_i[c] + off[c]) + std[c] * e), lo[c], hi[c])``
+    in float32 with ``rounding`` "rint" or "floor", as 16-lane vectors; the
+    same operations in the same order as the loops of :func:`readout_gauss`.
     """
     @intrinsic
     def chunk(typingctx, y_i, off, half, s, std, lo, hi, out_i, c0):
@@ -372,17 +372,16 @@ def _gauss_chunk(rounding):
         def codegen(context, builder, signature, args):
             yp, op, hp, s_start, sp, lop, hip, outp, c_start = _data_pointers(context, builder, signature, args)
             n = GAUSS_HALF
-            vf, vd, v8 = (ir.VectorType(t, n) for t in (ir.FloatType(), ir.DoubleType(), ir.IntType(8)))
+            vf, v8 = ir.VectorType(ir.FloatType(), n), ir.VectorType(ir.IntType(8), n)
             for half_k, e in enumerate(_emit_normals(builder, *_load_pair(builder, hp, s_start))):
                 start = builder.add(c_start, ir.Constant(c_start.type, half_k * n))
 
-                def load(ptr, vec, align):
-                    return builder.load(_vector_at(builder, ptr, start, vec), align=align)
+                def load(ptr):
+                    return builder.load(_vector_at(builder, ptr, start, vf), align=4)
 
-                mean = builder.fpext(builder.fadd(load(yp, vf, 4), load(op, vf, 4)), vd)
-                z = builder.fadd(mean, builder.fmul(load(sp, vd, 8), builder.fpext(e, vd)))
-                z = _call_intrinsic(builder, f"llvm.{rounding}.v{n}f64", vd, [z])
-                low, high = load(lop, vd, 8), load(hip, vd, 8)
+                z = builder.fadd(builder.fadd(load(yp), load(op)), builder.fmul(load(sp), e))
+                z = _call_intrinsic(builder, f"llvm.{rounding}.v{n}f32", vf, [z])
+                low, high = load(lop), load(hip)
                 z = builder.select(builder.fcmp_ordered(">", z, low), z, low)
                 z = builder.select(builder.fcmp_ordered("<", z, high), z, high)
                 builder.store(builder.fptosi(z, v8), _vector_at(builder, outp, start, v8), align=1)
@@ -547,8 +546,10 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
 
     ``result = round(mean + std e)`` (``floor`` if ``round_down``), clipped to
     ``lo..hi``, with the mean ``y + off`` soft-saturated in float64 and ``e`` a
-    standard normal from the block's words: 32 bits per sample, laid out as
-    :func:`chipsim.noise.gauss_normals` reads them. Without soft saturation
+    standard normal (float32) from the block's words: 32 bits per sample, laid
+    out as :func:`chipsim.noise.gauss_normals` reads them. With noise the sum
+    and the rounding are float32 (the mean rounded to float32 first), without
+    it float64. Without soft saturation
     one vector pass draws the normals and reads out (:func:`_gauss_chunk`);
     with it, the normals of a block first (:func:`_normals`), then the loops.
 
@@ -559,16 +560,16 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     seeds : uint64 (n_blocks, 48), or (0, 48) for no noise
     out : int8 (m, 256)
     b0, b1 : int
-    std : float64 (256,)
+    std : float32 (256,)
     round_down : bool
     sat : float64 (4, 256)
     has_sat : bool
-    lo, hi : float64 (256,)
+    lo, hi : float32 (256,)
     """
     noisy = seeds.shape[0] > 0
     _check_readout(y, off, out, seeds, b0, b1, 3 * LANES)
-    if (std.size != COLS or lo.size != COLS or hi.size != COLS or std.strides[0] != 8 or lo.strides[0] != 8
-            or hi.strides[0] != 8):
+    if (std.size != COLS or lo.size != COLS or hi.size != COLS or std.strides[0] != 4 or lo.strides[0] != 4
+            or hi.strides[0] != 4):
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
     words = np.empty(NOISE_ROWS * COLS // 2, dtype=np.uint64)
@@ -600,10 +601,13 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
                     mean[c] = soft_saturate(mean[c], sat[0, c], sat[1, c], sat[2, c], sat[3, c])
             if noisy:
                 for c in range(COLS):
-                    mean[c] += std[c] * np.float64(e_i[c])
-            for c in range(COLS):
-                v = np.floor(mean[c]) if round_down else np.rint(mean[c])
-                out_i[c] = np.int8(min(max(v, lo[c]), hi[c]))
+                    z = np.float32(mean[c]) + std[c] * e_i[c]
+                    v = np.floor(z) if round_down else np.rint(z)
+                    out_i[c] = np.int8(min(max(v, lo[c]), hi[c]))
+            else:
+                for c in range(COLS):
+                    v = np.floor(mean[c]) if round_down else np.rint(mean[c])
+                    out_i[c] = np.int8(min(max(v, lo[c]), hi[c]))
 
 
 @njit(nogil=True, cache=True)

@@ -104,7 +104,7 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         p.scale = 1.0
         p.shift = p.base = np.zeros(COLS)
         p.seed_words = SEED_WORDS
-        p.std = std
+        p.std = std.astype(np.float32)  # with noise the Gaussian read-out works in float32, as its normals
     w_aug = np.empty((ROWS + 1, COLS), dtype=np.float64)
     w_aug[:ROWS] = w_eff
     w_aug[ROWS] = np.asarray(offset, dtype=np.float64) + p.base
@@ -114,7 +114,8 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
     has_sat = p.sat is not None
     p.readout, p.args = None, None  # the compiled read-out's name and its arguments after (..., b0, b1)
     if method == "gaussian":
-        p.readout, p.args = "readout_gauss", (p.std, p.round_down, sat4, has_sat, p.lo, p.hi)
+        p.readout, p.args = "readout_gauss", (p.std, p.round_down, sat4, has_sat, p.lo.astype(np.float32),
+                                              p.hi.astype(np.float32))
     elif f.integer:
         win_lo, win_hi = _column_windows(p, f)
         # y is clipped into 0..65535 - t_max for the conversion to 16 bits: y < 0 gives a result below
@@ -254,8 +255,8 @@ def reference(x, plans, stream, out, events):
                 rows = slice(b * NOISE_ROWS, (b + 1) * NOISE_ROWS)
                 z[rows] += _fast_increment(seed, p.fast, z[rows].size)
             z = np.floor(z)
-        else:
-            z = mean
+        else:  # with noise in float32 (the normals' precision), the mean rounded to float32 first
+            z = mean.astype(np.float32) if len(seeds) else mean
             for b, seed in enumerate(seeds):
                 rows = slice(b * NOISE_ROWS, (b + 1) * NOISE_ROWS)
                 z[rows] += p.std * gauss_normals(seed, z[rows].size).reshape(-1, COLS)
