@@ -17,16 +17,16 @@ bit for bit.
   fixed-point read-out with the ``fast`` noise, and the full model for the
   few values outside their column's 16-bit window (soft saturation,
   clipping), found from each column's extremes over the block;
-- :func:`readout_gauss`: per noise block its standard normals (the ziggurat of
-  :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
+- :func:`readout_gauss`: per noise block its standard normals (the Box-Muller
+  draw of :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
 
 The hot loops are written as explicit LLVM vector code (numba
 ``@intrinsic`` functions emitting IR): the SFC64 generators with their state in
-vector registers (:func:`_sfc64_lanes`), the pulse and ziggurat table
-look-ups as vector gathers (:func:`_vector_gather`, LLVM's portable
-``llvm.masked.gather``) and the read-outs 16 columns a step
-(:func:`_fast_chunk`, :func:`_gauss_chunk`). numba's own vectorizer left
-the look-ups scalar, kept the generators' state in memory and used half
+vector registers (:func:`_sfc64_lanes`), the pulse look-up as vector
+gathers (:func:`_vector_gather`, LLVM's portable ``llvm.masked.gather``),
+the Box-Muller normals (:func:`_emit_normals`) and the read-outs 16 lanes a
+step (:func:`_fast_chunk`, :func:`_gauss_chunk`). numba's own vectorizer left
+the look-up scalar, kept the generators' state in memory and used half
 this width (``docs/benchmarks.md``, issue 14). The IR uses only generic LLVM
 operations: on a CPU without AVX-512 LLVM splits the vectors, and the
 results stay the same.
@@ -83,7 +83,9 @@ def _sfc64_lanes(typingctx, a0, b0, c0, out, n_steps):
     ``LANES * n_steps`` words) gets word ``LANES * i + j`` from generator ``j``
     at step ``i``. The state lives in vector registers across the loop (the
     compiler keeps an array-held state in memory, which made each step wait
-    for its stores); the operations are :func:`_sfc64_step`'s.
+    for its stores); a step is numpy's SFC64 step: the word ``a + b + w``
+    (``w`` counts the steps from 1), then ``a = b ^ (b >> 11)``,
+    ``b = c + (c << 3)``, ``c = rotl(c, 24) + word``.
     """
     sig = types.void(a0, b0, c0, out, n_steps)
 

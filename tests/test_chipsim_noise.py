@@ -176,7 +176,7 @@ def test_compiled_and_reference_paths_agree_bit_for_bit(rng, monkeypatch, wide_n
                                                         sends, batch):
     """Same seed, same numbers: partial blocks, saturation and clipping (recomputed in float64),
     per-column noise (noisy neurons), dead drivers, other integer dtypes, counters and hardware time; the
-    ziggurat's rejected samples, its tail and the Gaussian read-out."""
+    Gaussian read-out with and without soft saturation, rounding to nearest and down."""
     preset = {"wide": wide_noise, "gauss-harsh": gauss_harsh, "gauss-floor": gauss_floor}.get(preset, preset)
     x = rng.integers(0, 32, (2, batch, 128))
     x[:, ::7, 5] = 0
