@@ -26,7 +26,9 @@ compiled (:mod:`chipsim._jit`, numba; what runs)
     after a product ran no faster than one; see ``docs/benchmarks.md``).
 reference (:func:`reference`; ``BSS2_CHIPSIM_JIT=0``, and noise stds the
 16-bit kernel cannot represent)
-    Plain single-threaded numpy: the full model in float64 for every value.
+    Plain single-threaded numpy: the full model in float64 for every value
+    (with ``gaussian`` noise the noisy sum and its rounding in float32, the
+    normals' precision, as in the compiled path).
 
 The noise is drawn in block order, seeded per block of :data:`NOISE_ROWS`
 vectors from the chip's stream (:mod:`chipsim.noise`), so results never
@@ -231,7 +233,7 @@ def _run_compiled(J, x, plans, stream, out, events, step):
 
 # ------------------------------------------------------------ the reference
 def reference(x, plans, stream, out, events):
-    """The plain numpy implementation of :func:`run` (single-threaded, float64 throughout).
+    """The plain numpy implementation of :func:`run` (single-threaded; float64 but the Gaussian noise's sum).
 
     Writes ``out`` and ``events`` as :func:`run` returns them; the compiled
     path computes the same numbers bit for bit.
