@@ -50,7 +50,8 @@ from .noise import (COS_COEF, GAUSS_GROUP, GAUSS_HALF, LN1P_COEF, LN2, NOISE_ROW
 from . import physics
 
 _V_NONE = np.int32(1 << 30)  #: above every 16-bit value: the start of a column's least value
-# the one formula, compiled for the loops below (numba keys its cache on this file: touch it if physics.py changes)
+# the one formula, compiled for the loops below (numba keys its cache on this file alone: touch it when
+# physics.py or the constants taken from noise.py change, or a stale cache keeps the old ones)
 soft_saturate = njit(nogil=True)(physics.soft_saturate)
 
 
