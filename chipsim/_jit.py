@@ -35,8 +35,6 @@ The read-outs take a range of noise blocks (the loops release the GIL).
 numba does not check bounds: every loop checks the shapes (and, where it
 reads whole vectors, the contiguity) of its buffers first.
 """
-import math
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -455,8 +453,8 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
     """Read-out with the ``fast`` noise of noise blocks ``b0..b1-1`` (256 rows each) in 16-bit fixed point.
 
     Per block: its random words from ``seeds[b]`` (:func:`sfc64_fill`, laid out
-    as :func:`chipsim.noise.binomial_counts` says); then row by row, in one
-    loop over the columns, ``v = floor(y + off)`` (clipped into 0..pre_hi
+    as :func:`chipsim.noise.binomial_counts` says); then row by row, 16
+    columns a step (:func:`_fast_chunk`), ``v = floor(y + off)`` (clipped into 0..pre_hi
     first), each column's least and largest ``v``, the fixed-point noise
     ``t = A B + K j`` and ``result = ((v + t) >> 7) - BIAS`` as the low byte
     (16-bit arithmetic: ``v + t <= 65535`` by the choice of ``pre_hi``); last,
@@ -495,7 +493,11 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
             or K.strides[0] != 2):
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
-    words = np.zeros(NOISE_ROWS * COLS * 3 // 8, dtype=np.uint64)  # without noise all zero: t = 0
+    n_words = min(m, NOISE_ROWS) * COLS * 3 // 8  # one block's words, no more than the call needs
+    if noisy:
+        words = np.empty(n_words, dtype=np.uint64)
+    else:
+        words = np.zeros(n_words, dtype=np.uint64)  # without noise all zero: t = 0
     raw = words.view(np.uint8)
     v_min = np.empty(COLS, dtype=np.int32)
     v_max = np.empty(COLS, dtype=np.int32)
@@ -503,8 +505,7 @@ def readout_fast(y, off, seeds, out, b0, b1, A, K, pre_hi, win_lo, win_hi, scale
         r0, r1, n = _block(blk, m)
         if noisy:
             sfc64_fill(seeds[blk], words[:n * 3 // 8])
-        # separate views of the three byte planes and of each row let the compiler vectorize the loops
-        byte0, byte1, dither = raw[:n], raw[n:2 * n], raw[2 * n:3 * n]
+        byte0, byte1, dither = raw[:n], raw[n:2 * n], raw[2 * n:3 * n]  # the three byte planes
         v_min[:] = _V_NONE
         v_max[:] = 0
         for i in range(r0, r1):
@@ -552,9 +553,9 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
     standard normal (float32) from the block's words: 32 bits per sample, laid
     out as :func:`chipsim.noise.gauss_normals` reads them. With noise the sum
     and the rounding are float32 (the mean rounded to float32 first), without
-    it float64. Without soft saturation
-    one vector pass draws the normals and reads out (:func:`_gauss_chunk`);
-    with it, the normals of a block first (:func:`_normals`), then the loops.
+    it float64. Without soft saturation one vector pass draws the normals and
+    reads out (:func:`_gauss_chunk`); with it, the normals of a block first
+    (:func:`normals`), then the loops.
 
     Parameters
     ----------
@@ -575,9 +576,10 @@ def readout_gauss(y, off, seeds, out, b0, b1, std, round_down, sat, has_sat, lo,
             or hi.strides[0] != 4):
         raise ValueError("readout: shapes do not match")
     m = y.shape[0]
-    words = np.empty(NOISE_ROWS * COLS // 2, dtype=np.uint64)
+    n_max = min(m, NOISE_ROWS) * COLS  # one block's samples, no more than the call needs
+    words = np.empty(n_max // 2 if noisy else 0, dtype=np.uint64)
     half = words.view(np.uint32)
-    e = np.zeros(NOISE_ROWS * COLS, dtype=np.float32)
+    e = np.empty(n_max if noisy and has_sat else 0, dtype=np.float32)  # the one-pass read-out needs no array
     mean = np.zeros(COLS, dtype=np.float64)
     for blk in range(b0, b1):
         r0, r1, n = _block(blk, m)
