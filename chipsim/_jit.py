@@ -192,8 +192,9 @@ def _gather_row(typingctx, table, x_i, p_i):
     int64). Sixteen activations a step: their OR and count accumulate in
     vector registers, the pulses come from a vector gather (the compiler
     leaves the table look-up scalar by itself). ``x_i`` (any integer dtype)
-    and ``p_i`` (float32) contiguous, ``table`` the flat float32 (128 * 32,)
-    table; the caller checks it.
+    and ``p_i`` (int16, or the table's dtype) contiguous, ``table`` the flat
+    (128 * 32,) table (int32: the values are truncated to ``p_i``'s type);
+    the caller checks it.
     """
     sig = types.UniTuple(types.int64, 2)(table, x_i, p_i)
 
@@ -214,7 +215,9 @@ def _gather_row(typingctx, table, x_i, p_i):
             idx = builder.or_(ir.Constant(v64, [(r0 + k) << 5 for k in range(n)]),
                               builder.and_(x64, ir.Constant(v64, [31] * n)))
             got = _vector_gather(builder, tab, idx)
-            builder.store(got, _vector_at(builder, ps, start, got.type), align=4)
+            if got.type.element != ps.type.pointee:  # an int32 table into int16 pulses
+                got = builder.trunc(got, ir.VectorType(ps.type.pointee, n))
+            builder.store(got, _vector_at(builder, ps, start, got.type), align=_bytes(got.type.element))
         width = v_x.element.width
         seen = _call_intrinsic(builder, f"llvm.vector.reduce.or.v{n}i{width}", v_x.element, [seen])
         seen = builder.zext(seen, i64) if width < 64 else seen
@@ -395,6 +398,322 @@ def _gauss_chunk(rounding):
 
 _gauss_chunk_rint = _gauss_chunk("rint")
 _gauss_chunk_floor = _gauss_chunk("floor")
+
+
+# ------------------------------------------------------------ the product
+TILE_ROWS = 6  #: vectors per tile of the product (6 x 4 accumulators and 4 weight vectors fit 32 registers)
+TILE_COLS = 64  #: columns per tile (4 vectors of 16)
+PAIRS = ROWS // 2  #: the product takes the 128 rows in pairs of int16
+
+
+def _features(context):
+    """The CPU features numba compiles for (``+name`` entries of its target machine), a set of names."""
+    text = getattr(context.codegen(), "_tm_features", "") or ""
+    return {f[1:] for f in text.split(",") if f.startswith("+")}
+
+
+def _dot_pairs(builder, features, acc, a, b):
+    """IR: ``acc[j] + a[2j] b[2j] + a[2j+1] b[2j+1]`` for 16 lanes; ``a, b`` are <16 x i32> holding int16 pairs.
+
+    Integer arithmetic modulo 2**32 (the caller keeps every sum in range):
+    AVX-512's ``vpmaddwd`` (which LLVM fuses with the addition into
+    ``vpdpwssd`` where the CPU has AVX512-VNNI), AVX2's on two halves, or
+    plain widening multiplies elsewhere: the same numbers on every CPU.
+    """
+    i16, i32 = ir.IntType(16), ir.IntType(32)
+    n = acc.type.count
+    if "avx512bw" in features or "avx2" in features:
+        w = 16 if "avx512bw" in features else 8  # int32 lanes per instruction
+        name = "llvm.x86.avx512.pmaddw.d.512" if w == 16 else "llvm.x86.avx2.pmadd.wd"
+        parts = []
+        for h in range(0, n, w):
+            sel = ir.Constant(ir.VectorType(i32, w), list(range(h, h + w)))
+            part = [builder.bitcast(builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), sel) if w < n else v,
+                                    ir.VectorType(i16, 2 * w)) for v in (a, b)]
+            parts.append(_call_intrinsic(builder, name, ir.VectorType(i32, w), part))
+        s = parts[0] if len(parts) == 1 else builder.shuffle_vector(
+            parts[0], parts[1], ir.Constant(ir.VectorType(i32, n), list(range(n))))
+        return builder.add(acc, s)
+    v16 = ir.VectorType(i16, 2 * n)
+    a16, b16 = builder.bitcast(a, v16), builder.bitcast(b, v16)
+    u = ir.Constant(v16, ir.Undefined)
+
+    def lanes(v, first):
+        sel = ir.Constant(ir.VectorType(i32, n), list(range(first, 2 * n, 2)))
+        return builder.sext(builder.shuffle_vector(v, u, sel), acc.type)
+
+    return builder.add(acc, builder.add(builder.mul(lanes(a16, 0), lanes(b16, 0)), builder.mul(lanes(a16, 1), lanes(b16, 1))))
+
+
+def _tile_intrinsic(features=None):
+    """The product's tile, for the CPU features ``features`` (None: those numba compiles for).
+
+    ``tile(pb, wp, yb, scale, i0, c0)``: for the :data:`TILE_ROWS` rows
+    ``i0..`` and the :data:`TILE_COLS` columns ``c0..``, ``yb[i, c] =
+    float32(sum_r P[i, r] W[r, c]) * scale`` with the int16 pulses ``P`` as
+    int32 pairs ``pb`` (rows x 64) and the weights as pairs ``wp[k, c] =
+    (W[2k, c], W[2k + 1, c])`` (64 x 256). The 24 accumulators stay in vector
+    registers over the 64 pairs (:func:`_dot_pairs`); the sums are exact
+    (int32, the plan keeps them in range), so the order of the additions does
+    not matter. Contiguous arrays; the caller checks the shapes.
+    """
+    @intrinsic
+    def tile(typingctx, pb, wp, yb, scale, i0, c0):
+        sig = types.void(pb, wp, yb, scale, i0, c0)
+
+        def codegen(context, builder, signature, args):
+            feats = _features(context) if features is None else set(features)
+            pp, wpp, ypp, sc, r0, col0 = _data_pointers(context, builder, signature, args)
+            i64 = ir.IntType(64)
+            v = ir.VectorType(ir.IntType(32), 16)
+            vf = ir.VectorType(ir.FloatType(), 16)
+            nz = TILE_COLS // 16
+
+            def c(k):
+                return ir.Constant(i64, k)
+
+            entry = builder.block
+            loop = builder.append_basic_block("tile.loop")
+            done = builder.append_basic_block("tile.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            k.add_incoming(c(0), entry)
+            accs = [[builder.phi(v) for _ in range(nz)] for _ in range(TILE_ROWS)]
+            for row in accs:
+                for acc in row:
+                    acc.add_incoming(ir.Constant(v, [0] * 16), entry)
+            w_at = builder.add(builder.mul(k, c(COLS)), col0)
+            wv = [builder.load(_vector_at(builder, wpp, builder.add(w_at, c(16 * z)), v), align=4) for z in range(nz)]
+            new = []
+            for r, row in enumerate(accs):
+                p_at = builder.add(builder.mul(builder.add(r0, c(r)), c(PAIRS)), k)
+                pv = _splat(builder, v, builder.load(builder.gep(pp, [p_at]), align=4))
+                new.append([_dot_pairs(builder, feats, acc, pv, wz) for acc, wz in zip(row, wv)])
+            for row, new_row in zip(accs, new):
+                for acc, value in zip(row, new_row):
+                    acc.add_incoming(value, builder.block)
+            k_next = builder.add(k, c(1))
+            k.add_incoming(k_next, builder.block)
+            builder.cbranch(builder.icmp_signed("<", k_next, c(PAIRS)), loop, done)
+            builder.position_at_end(done)
+            scale = _splat(builder, vf, sc)
+            for r, row in enumerate(new):
+                y_at = builder.add(builder.mul(builder.add(r0, c(r)), c(COLS)), col0)
+                for z, acc in enumerate(row):
+                    f = builder.fmul(builder.sitofp(acc, vf), scale)  # a power of two: exact after the rounding
+                    builder.store(f, _vector_at(builder, ypp, builder.add(y_at, c(16 * z)), vf), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_tile = _tile_intrinsic()
+
+
+@njit(nogil=True, cache=True)
+def product(pb, wp, yb, scale, n):
+    """``yb[i] = float32(P[i] @ W) * scale`` for the rows ``i < n`` rounded up to whole tiles (:func:`_tile_intrinsic`).
+
+    ``pb`` (int32, rows x 64): the int16 pulses of each vector, two a word;
+    ``wp`` (int32, 64 x 256): the int16 weights, rows ``2k`` and ``2k + 1`` of
+    column ``c`` in word ``wp[k, c]``; ``yb`` float32 (rows x 256); ``scale``
+    float32, a power of two. ``pb`` and ``yb`` need at least ``n`` rows
+    rounded up to a multiple of :data:`TILE_ROWS` (those extra rows are
+    computed too, from whatever ``pb`` holds there).
+    """
+    padded = -(-n // TILE_ROWS) * TILE_ROWS
+    if (pb.shape[1] != PAIRS or wp.shape[0] != PAIRS or wp.shape[1] != COLS or yb.shape[1] != COLS
+            or pb.shape[0] < padded or yb.shape[0] < padded or pb.strides[1] != 4 or pb.strides[0] != 4 * PAIRS
+            or wp.strides[1] != 4 or wp.strides[0] != 4 * COLS or yb.strides[1] != 4 or yb.strides[0] != 4 * COLS):
+        raise ValueError("product: shapes do not match")
+    for i0 in range(0, n, TILE_ROWS):
+        for c0 in range(0, COLS, TILE_COLS):
+            _tile(pb, wp, yb, scale, i0, c0)
+
+
+@njit(nogil=True, cache=True)
+def _block_buffers(m):
+    """The product's buffers for one noise block of a call of ``m`` rows: pulses (int16 and their int32 pairs), yb."""
+    rows = -(-min(m, NOISE_ROWS) // TILE_ROWS) * TILE_ROWS
+    pb = np.zeros((rows, PAIRS), dtype=np.int32)
+    return pb, pb.view(np.int16), np.empty((rows, COLS), dtype=np.float32)
+
+
+@intrinsic
+def _claim(typingctx, counter):
+    """``counter[0] += 1`` as one atomic operation; returns the value before (int64, a contiguous int64 array)."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def _publish(typingctx, flags, i):
+    """``flags[i] = 1`` with release order: what this thread wrote before is seen by whoever sees the flag."""
+    sig = types.void(flags, i)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        builder.store_atomic(ir.Constant(ir.IntType(64), 1), builder.gep(data, [args[1]]), "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _published(typingctx, flags, i):
+    """``flags[i] != 0``, read with acquire order (the counterpart of :func:`_publish`)."""
+    sig = types.boolean(flags, i)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        got = builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
+        return builder.icmp_unsigned("!=", got, ir.Constant(ir.IntType(64), 0))
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def _check_share(x, out, events, share):
+    m = x.shape[0]
+    n_blocks = -(-m // NOISE_ROWS)
+    out_h, events_h, seen_h, done, counter = share
+    if (out.shape[0] != m or events.size != m or counter.size != 1 or done.size < n_blocks
+            or seen_h.size < n_blocks or (out_h.shape[0] != 0 and (out_h.shape[0] != m or events_h.size != m))):
+        raise ValueError("vmm: shapes do not match")
+    return n_blocks
+
+
+@njit(nogil=True, cache=True)
+def _block_fast(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, A, K, pre_hi, win_lo, win_hi, fscale,
+                base, shift, sat, has_sat, lo, hi):
+    """One noise block of :func:`vmm_fast` into ``out`` and ``events``; returns the OR of its activations."""
+    r0, r1, _ = _block(blk, x.shape[0])
+    n = r1 - r0
+    seen = gather(x[r0:r1], table, p16[:n], events[r0:r1])
+    product(pb, wp, yb, scale, n)
+    readout_fast(yb[:n], off, seeds[blk:blk + 1], out[r0:r1], 0, 1, A, K, pre_hi, win_lo, win_hi, fscale, base,
+                 shift, sat, has_sat, lo, hi)
+    return seen
+
+
+@njit(nogil=True, cache=True)
+def _block_gauss(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, std, round_down, sat, has_sat, lo,
+                 hi):
+    """One noise block of :func:`vmm_gauss`; returns the OR of its activations."""
+    r0, r1, _ = _block(blk, x.shape[0])
+    n = r1 - r0
+    seen = gather(x[r0:r1], table, p16[:n], events[r0:r1])
+    product(pb, wp, yb, scale, n)
+    readout_gauss(yb[:n], off, seeds[blk:blk + 1], out[r0:r1], 0, 1, std, round_down, sat, has_sat, lo, hi)
+    return seen
+
+
+@njit(nogil=True, cache=True)
+def _finish(x, out, events, share, mine, seen):
+    """The caller's last step: copy the helpers' finished blocks; returns the blocks nobody finished, and the OR."""
+    out_h, events_h, seen_h, done, _ = share
+    m = x.shape[0]
+    left = []
+    for blk in range(mine.size):
+        if mine[blk]:
+            continue
+        if _published(done, blk):
+            r0, r1, _ = _block(blk, m)
+            out[r0:r1] = out_h[r0:r1]
+            events[r0:r1] = events_h[r0:r1]
+            seen |= x.dtype.type(seen_h[blk])
+        else:
+            left.append(blk)
+    return left, seen
+
+
+@njit(nogil=True, cache=True)
+def vmm_fast(x, table, wp, scale, off, seeds, out, events, share, helper, A, K, pre_hi, win_lo, win_hi, fscale, base,
+             shift, sat, has_sat, lo, hi):
+    """One run of the compiled kernel with the ``fast`` noise, a noise block at a time; returns the OR of ``x``.
+
+    Per block of 256 vectors the pulses (:func:`gather`, int16, checking
+    nothing: the caller checks the returned OR), the product
+    (:func:`product`) and the read-out (:func:`readout_fast`), in buffers of
+    one block that stay in the CPU's cache. ``seeds`` has a row per block
+    (none without noise); the arguments after ``helper`` are
+    :func:`readout_fast`'s.
+
+    Threads share a run through ``share = (out_h, events_h, seen_h, done,
+    counter)``: each takes the next block from ``counter`` (:func:`_claim`)
+    until none is left. A helper (``helper`` true) writes its blocks into
+    ``out_h``, ``events_h`` and ``seen_h`` and marks each in ``done``
+    (:func:`_publish`); the calling thread writes into ``out`` and
+    ``events``, then copies the helpers' finished blocks and computes any
+    block a helper has taken but not finished itself. So the call never
+    waits for a helper (one that the OS does not run for a while only
+    leaves more work to the caller), and a helper that finishes late writes
+    into its own buffers only. Alone: ``out_h`` with no rows, and the
+    caller takes every block.
+    """
+    n_blocks = _check_share(x, out, events, share)
+    out_h, events_h, seen_h, done, counter = share
+    pb, p16, yb = _block_buffers(x.shape[0])
+    seen = x.dtype.type(0)
+    mine = np.zeros(n_blocks, dtype=np.bool_)
+    while True:
+        blk = _claim(counter)
+        if blk >= n_blocks:
+            break
+        if helper:
+            seen_h[blk] = _block_fast(x, blk, table, wp, scale, off, seeds, out_h, events_h, pb, p16, yb, A, K, pre_hi,
+                                      win_lo, win_hi, fscale, base, shift, sat, has_sat, lo, hi)
+            _publish(done, blk)
+        else:
+            mine[blk] = True
+            seen |= _block_fast(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, A, K, pre_hi, win_lo,
+                                win_hi, fscale, base, shift, sat, has_sat, lo, hi)
+    if helper:
+        return seen
+    left, seen = _finish(x, out, events, share, mine, seen)
+    for blk in left:
+        seen |= _block_fast(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, A, K, pre_hi, win_lo,
+                            win_hi, fscale, base, shift, sat, has_sat, lo, hi)
+    return seen
+
+
+@njit(nogil=True, cache=True)
+def vmm_gauss(x, table, wp, scale, off, seeds, out, events, share, helper, std, round_down, sat, has_sat, lo, hi):
+    """:func:`vmm_fast` with the ``gaussian`` read-out (:func:`readout_gauss`)."""
+    n_blocks = _check_share(x, out, events, share)
+    out_h, events_h, seen_h, done, counter = share
+    pb, p16, yb = _block_buffers(x.shape[0])
+    seen = x.dtype.type(0)
+    mine = np.zeros(n_blocks, dtype=np.bool_)
+    while True:
+        blk = _claim(counter)
+        if blk >= n_blocks:
+            break
+        if helper:
+            seen_h[blk] = _block_gauss(x, blk, table, wp, scale, off, seeds, out_h, events_h, pb, p16, yb, std,
+                                       round_down, sat, has_sat, lo, hi)
+            _publish(done, blk)
+        else:
+            mine[blk] = True
+            seen |= _block_gauss(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, std, round_down, sat,
+                                 has_sat, lo, hi)
+    if helper:
+        return seen
+    left, seen = _finish(x, out, events, share, mine, seen)
+    for blk in left:
+        seen |= _block_gauss(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, std, round_down, sat,
+                             has_sat, lo, hi)
+    return seen
 
 
 @njit(nogil=True, cache=True)

@@ -1,39 +1,44 @@
 """The batched VMM kernel: int activations in, int8 results out.
 
-Per hemisphere and run conditions a :class:`Plan` caches the pulse table and
-the effective weights in float32, and a row of column offsets (scaled, plus
-a constant ``base``). Every run computes ``y = pulses @ w + offsets`` in
-float32 (one BLAS product per hemisphere over the whole batch, then one
-addition), then the mean's soft saturation, the noise and the read-out.
+Per hemisphere and run conditions a :class:`Plan` caches the synapse
+array's product in fixed point (:func:`fixed_point`: int16 pulses per
+driver and activation, int16 effective weights, on power-of-two grids,
+so that every sum is an exact int32) and a row of column offsets (scaled,
+plus a constant ``base``). Every run computes ``y = float32(P @ W) * 2**-e +
+offsets`` in float32, then the mean's soft saturation, the noise and the
+read-out. The exact integer product makes the results the same on every
+machine, whatever the order of the additions.
 
 Two implementations compute the same numbers bit for bit
 (``tests/test_chipsim_noise.py`` compares them on several presets):
 
 compiled (:mod:`chipsim._jit`, numba; what runs)
-    One loop gathers the pulses, counts the events and checks the activations'
-    range (in the same pass over the caller's array), BLAS multiplies with
-    its own threads, then the read-out loops take the noise blocks: per
-    block its random words and, row by row, 16 columns a step, the noise and
-    the rounding. With the ``fast`` noise the scaled product is a 16-bit
-    fixed-point number and rounding, noise and the int8 are integer
-    operations; values outside the window where neither soft saturation nor
-    clipping can act are recomputed with the full model in float64 (well
-    under 0.1 % of them with full-range random weights). The hot loops are
-    explicit vector code (:mod:`chipsim._jit`). Everything but the product
-    runs in the calling thread: right after a product, OpenBLAS's idle
-    threads spin on the other cores for about 0.1 s, and a second thread of
-    ours only shares a core with them (measured: two of our threads right
-    after a product ran no faster than one; see ``docs/benchmarks.md``).
+    One loop per noise block of :data:`NOISE_ROWS` vectors: it gathers the
+    pulses, counts the events and checks the activations' range (in one pass
+    over the caller's rows), multiplies with integer dot-product instructions
+    (``vpdpwssd`` where the CPU has AVX512-VNNI) and reads out, 16 columns a
+    step, with the block's noise; the block's buffers stay in the CPU's
+    cache. With the ``fast`` noise the scaled mean is a 16-bit fixed-point
+    number and rounding, noise and the int8 are integer operations; values
+    outside the window where neither soft saturation nor clipping can act
+    are recomputed with the full model in float64 (well under 0.1 % of them
+    with full-range random weights). Large calls share their blocks with
+    helper threads (:class:`_Helpers`, ``BSS2_CHIPSIM_THREADS``); a call
+    never waits for a helper.
 reference (:func:`reference`; ``BSS2_CHIPSIM_JIT=0``, and noise stds the
 16-bit kernel cannot represent)
-    Plain single-threaded numpy: the full model in float64 for every value
-    (with ``gaussian`` noise the noisy sum and its rounding in float32, the
-    normals' precision, as in the compiled path).
+    Plain single-threaded numpy: the integer product as an exact float64
+    product, the full model in float64 for every value (with ``gaussian``
+    noise the noisy sum and its rounding in float32, the normals' precision,
+    as in the compiled path).
 
 The noise is drawn in block order, seeded per block of :data:`NOISE_ROWS`
 vectors from the chip's stream (:mod:`chipsim.noise`), so results never
 depend on the implementation, the threading or the batch layout.
 """
+import os
+import queue
+import threading
 import time
 
 import numpy as np
@@ -42,6 +47,7 @@ from .geometry import ACT_MAX, COLS, ROWS
 from .noise import (BINOMIAL_BYTES, DITHER_LEVELS, FIXED_POINT, NOISE_ROWS, SEED_WORDS,
                     FastParams, binomial_counts, dither_bytes, gauss_normals, jit, sfc64_words, words_for)
 from .physics import soft_saturate
+from .errors import ChipValueError
 from .validation import activation_range_error
 
 BIAS = 256  #: LSB added in the fixed-point kernel (a multiple of 256: the int8 is the low byte)
@@ -54,15 +60,17 @@ ACT_BITS = ACT_MAX.bit_length()  #: activations are 5-bit
 class Plan:
     """Kernel inputs of one hemisphere under one set of run conditions (read-only).
 
-    The matrix product plus ``off`` yields ``y = scale * (mean + base)`` per
-    column: for the fast method ``scale = 128`` and ``base = shift + BIAS``
+    ``float32(P @ W) * yscale`` plus ``off`` yields ``y = scale * (mean +
+    base)`` per column (``yscale = scale * 2**-exponent``, :func:`fixed_point`;
+    ``table`` holds ``P`` as int32, ``wp`` the rows of ``W`` in int16 pairs,
+    ``w_fixed`` ``W`` in float64 for the reference): for the fast method ``scale = 128`` and ``base = shift + BIAS``
     (``shift`` from :meth:`chipsim.noise.FastParams.shift`), so that
     ``result = ((floor(y) + t) >> 7) - BIAS`` with the fixed-point noise
     ``t``; for the gaussian method ``scale = 1`` and ``base = 0``.
     """
 
-    __slots__ = ("table", "w_rows", "off", "method", "scale", "base", "shift", "fast", "std", "round_down", "sat",
-                 "lo", "hi", "draws", "seed_words", "readout", "args")
+    __slots__ = ("table", "wp", "w_fixed", "exponent", "yscale", "off", "method", "scale", "base", "shift", "fast", "std", "round_down", "sat",
+                 "lo", "hi", "draws", "seed_words", "vmm", "args")
 
 
 def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_rounding):
@@ -87,7 +95,11 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         Round down instead of to nearest.
     """
     p = Plan()
-    p.table = np.ascontiguousarray(pulse_table, dtype=np.float32).ravel()
+    table, w_fixed, p.exponent = fixed_point(pulse_table, w_eff)
+    p.table = table.astype(np.int32).ravel()  # the compiled look-up gathers 32-bit values
+    p.w_fixed = w_fixed.astype(np.float64)  # the reference multiplies in float64 (exact)
+    p.wp = np.ascontiguousarray(w_fixed.reshape(ROWS // 2, 2, COLS).transpose(0, 2, 1)).view(np.int32).reshape(
+        ROWS // 2, COLS)
     p.method = method
     p.lo, p.hi = (np.asarray(b, dtype=np.float64) * np.ones(COLS) for b in bounds)
     p.sat = None if sat is None else np.array(sat, dtype=np.float64).reshape(4, COLS)
@@ -107,25 +119,78 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         p.shift = p.base = np.zeros(COLS)
         p.seed_words = SEED_WORDS
         p.std = std.astype(np.float32)  # with noise the Gaussian read-out works in float32, as its normals
-    w_aug = np.empty((ROWS + 1, COLS), dtype=np.float64)
-    w_aug[:ROWS] = w_eff
-    w_aug[ROWS] = np.asarray(offset, dtype=np.float64) + p.base
-    w_aug = (w_aug * p.scale).astype(np.float32)
-    p.w_rows, p.off = w_aug[:ROWS], w_aug[ROWS]
+    p.yscale = np.float32(p.scale * 2.0 ** -p.exponent)  # a power of two
+    p.off = ((np.asarray(offset, dtype=np.float64) + p.base) * p.scale).astype(np.float32) * np.ones(COLS, np.float32)
     sat4 = np.zeros((4, COLS)) if p.sat is None else p.sat
     has_sat = p.sat is not None
-    p.readout, p.args = None, None  # the compiled read-out's name and its arguments after (..., b0, b1)
+    p.vmm, p.args = None, None  # the compiled loop's name and its read-out arguments
     if method == "gaussian":
-        p.readout, p.args = "readout_gauss", (p.std, p.round_down, sat4, has_sat, p.lo.astype(np.float32),
-                                              p.hi.astype(np.float32))
+        p.vmm, p.args = "vmm_gauss", (p.std, p.round_down, sat4, has_sat, p.lo.astype(np.float32),
+                                      p.hi.astype(np.float32))
     elif f.integer:
         win_lo, win_hi = _column_windows(p, f)
         # y is clipped into 0..65535 - t_max for the conversion to 16 bits: y < 0 gives a result below
         # -128 and y > 65535 - t_max one above 127 whatever the noise; such values lie outside the window
         pre_hi = np.float32(_U16_MAX - f.t_max)
-        p.readout, p.args = "readout_fast", (f.A.astype(np.uint16), f.k.astype(np.uint16), pre_hi, win_lo, win_hi,
+        p.vmm, p.args = "vmm_fast", (f.A.astype(np.uint16), f.k.astype(np.uint16), pre_hi, win_lo, win_hi,
                                              p.scale, p.base, p.shift, sat4, has_sat, p.lo, p.hi)
     return p
+
+
+INT16_MAX = (1 << 15) - 1
+SUM_MAX = (1 << 31) - 1  #: the product's sums are int32
+
+
+def fixed_point(pulse_table, w_eff):
+    """The synapse array's product in fixed point: int16 pulses and weights on power-of-two grids.
+
+    ``pulse_table ~ P * 2**-a`` and ``w_eff ~ W * 2**-b`` (round to nearest),
+    so that ``pulses @ w_eff ~ (P @ W) * 2**-(a + b)`` with the integer sums
+    exact. ``a`` and ``b`` keep ``|P|, |W| <= 32767`` and every column's
+    largest possible sum ``sum_r max|P[r]| |W[r, c]|`` below ``2**31``; of
+    those pairs, the one with the smallest bound on the rounding error of a
+    column's sum. With the presets' magnitudes (pulses up to about 36
+    steps, weights up to about 0.3 LSB a step) that is 12 to 13 bits each and
+    ``a + b`` about 22: a few thousandths of an LSB rms against the float64
+    product (``tests/test_chipsim_kernel.py``), far below the noise.
+
+    Parameters
+    ----------
+    pulse_table : array-like of shape (128, 32)
+    w_eff : array-like of shape (128, 256)
+
+    Returns
+    -------
+    P : ndarray of int16, shape (128, 32)
+    W : ndarray of int16, shape (128, 256)
+    exponent : int
+        ``a + b``.
+    """
+    t = np.asarray(pulse_table, dtype=np.float64)
+    w = np.asarray(w_eff, dtype=np.float64)
+    t_row, w_abs = np.abs(t).max(axis=1), np.abs(w)
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(w))):
+        raise ValueError("fixed_point: pulses and weights must be finite")
+    best = None
+    a_max = 40
+    while np.rint(np.ldexp(t, a_max)).max(initial=0) > INT16_MAX or -np.rint(np.ldexp(t, a_max)).min() > INT16_MAX:
+        a_max -= 1
+    for a in range(a_max, a_max - 40, -1):  # from the finest pulse grid down; ties keep the finer one
+        P = np.rint(np.ldexp(t, a))
+        p_row = np.abs(P).max(axis=1)
+        reach = float((p_row @ w_abs).max())  # largest possible |sum| per unit of W
+        limit = min(INT16_MAX / w_abs.max() if w_abs.max() > 0 else np.inf, SUM_MAX / reach if reach > 0 else np.inf)
+        b = int(np.floor(np.log2(limit))) if np.isfinite(limit) else 0  # no weights: any grid is exact
+        while True:
+            W = np.rint(np.ldexp(w, b))
+            if np.abs(W).max() <= INT16_MAX and (p_row @ np.abs(W)).max() <= SUM_MAX:
+                break
+            b -= 1
+        err = float((t_row[:, None] * 2.0 ** -(b + 1) + w_abs * 2.0 ** -(a + 1)).sum(axis=0).max())
+        if best is None or err < best[0]:
+            best = (err, P, W, a + b)
+    _, P, W, exponent = best
+    return P.astype(np.int16), W.astype(np.int16), exponent
 
 
 def _column_windows(p, f):
@@ -179,7 +244,7 @@ def run(x, plans, stream, profile=None):
     events = np.empty((n_runs, batch), dtype=np.int64)
     if batch == 0:
         return out, events
-    J = jit() if all(p.readout is not None for p in plans) else None
+    J = jit() if all(p.vmm is not None for p in plans) else None
     if J is None:
         if _unsigned(x).max() > ACT_MAX:  # negative values are huge as unsigned
             raise activation_range_error(x)
@@ -212,23 +277,111 @@ def _unsigned(x):
 
 def _run_compiled(J, x, plans, stream, out, events, step):
     n_runs, batch = x.shape[:2]
-    pulses = np.empty((n_runs, batch, ROWS), dtype=np.float32)
-    seen = 0
-    for k, p in enumerate(plans):
-        seen |= int(J.gather(x[k], p.table, pulses[k], events[k]))
-    if seen >> ACT_BITS:  # a value above 31, or a negative one
-        raise activation_range_error(x)
-    step("gather")
-    y = np.empty((n_runs, batch, COLS), dtype=np.float32)
-    for k, p in enumerate(plans):
-        np.matmul(pulses[k], p.w_rows, out=y[k])
-    step("product")
     n_blocks = -(-batch // NOISE_ROWS)
+    mark = stream.mark()
     seeds = [_seeds(stream, p, n_blocks) for p in plans]  # in stream order
     step("seeds")
-    for k, p in enumerate(plans):
-        getattr(J, p.readout)(y[k], p.off, seeds[k], out[k], 0, n_blocks, *p.args)
-    step("readout")
+    helpers = _HELPERS.take(n_runs * n_blocks if n_runs * batch >= MIN_SHARED_ROWS else 1)
+    try:
+        rows = batch if helpers else 0
+        shares = [(np.empty((rows, COLS), dtype=np.int8), np.empty(rows, dtype=np.int64),
+                   np.zeros(n_blocks, dtype=np.int64), np.zeros(n_blocks, dtype=np.int64), np.zeros(1, dtype=np.int64))
+                  for _ in plans]
+
+        def run(helper):  # what every thread does: blocks of the first run, then of the next
+            seen = 0
+            for k, p in enumerate(plans):
+                seen |= int(getattr(J, p.vmm)(x[k], p.table, p.wp, p.yscale, p.off, seeds[k], out[k], events[k],
+                                              shares[k], helper, *p.args))
+            return seen
+
+        for inbox in helpers:
+            inbox.put(lambda: run(True))
+        seen = run(False)
+    finally:
+        _HELPERS.give_back(helpers)
+    step("vmm")
+    if seen >> ACT_BITS:  # a value above 31, or a negative one: as if the call had not been made
+        stream.rewind(mark)
+        raise activation_range_error(x)
+
+
+def threads():
+    """Threads a compiled run may use: ``BSS2_CHIPSIM_THREADS``, else the CPUs this process may run on (at most 8)."""
+    text = os.environ.get("BSS2_CHIPSIM_THREADS", "").strip()
+    if text:
+        try:
+            n = int(text)
+        except ValueError:
+            raise ChipValueError(f"BSS2_CHIPSIM_THREADS must be a whole number, not {text!r}") from None
+        if n < 1:
+            raise ChipValueError(f"BSS2_CHIPSIM_THREADS must be at least 1, not {n}")
+        return n
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+MIN_SHARED_ROWS = 1024  #: a call of fewer vectors (all runs) stays in the calling thread (a hand-over costs 20-50 us)
+
+
+class _Helpers:
+    """Helper threads that share the noise blocks of a compiled run with the calling thread.
+
+    A helper takes whole blocks and writes them into buffers of its own;
+    the calling thread copies the blocks a helper has finished when it runs
+    out of blocks, and computes any block a helper has not finished itself
+    (:func:`chipsim._jit.vmm_fast`). So a call never waits for a helper: one
+    that the OS does not run for a while (another program's busy thread on
+    its core, say) only leaves more blocks to the caller. The noise of a
+    block comes from its own seed, so results do not depend on who computed
+    what. Helpers start on first use, and anew in a forked child (threads
+    do not survive a fork); a helper still busy with an earlier call is not
+    handed a new one.
+    """
+
+    def __init__(self):
+        self._pid, self._lock, self._idle, self._count = None, None, [], 0
+
+    def take(self, n_blocks):
+        """Up to ``min(threads(), n_blocks) - 1`` idle helpers (their inboxes), started as needed."""
+        n = min(threads(), n_blocks) - 1
+        if n <= 0:
+            return []
+        if self._pid != os.getpid():
+            self._pid, self._lock, self._idle, self._count = os.getpid(), threading.Lock(), [], 0
+        with self._lock:
+            while len(self._idle) < n and self._count < threads() - 1:
+                inbox = queue.SimpleQueue()
+                self._count += 1
+                threading.Thread(target=self._serve, args=(inbox,), daemon=True,
+                                 name=f"bss2-chipsim-{self._count}").start()
+                self._idle.append(inbox)
+            taken, self._idle = self._idle[:n], self._idle[n:]
+        return taken
+
+    def give_back(self, inboxes):
+        """Return helpers to the idle list once they are done with what they were handed."""
+        for inbox in inboxes:
+            inbox.put(None)  # the helper puts itself back when it reaches this
+
+    def _serve(self, inbox):
+        pid = os.getpid()
+        while True:
+            job = inbox.get()
+            if job is None:
+                if self._pid == pid:
+                    with self._lock:
+                        self._idle.append(inbox)
+                continue
+            try:
+                job()
+            except Exception:  # the caller computes the blocks itself and meets the same error
+                pass
+
+
+_HELPERS = _Helpers()
 
 
 # ------------------------------------------------------------ the reference
@@ -242,7 +395,8 @@ def reference(x, plans, stream, out, events):
     for k, p in enumerate(plans):
         xk = x[k].astype(np.intp)
         events[k] = np.count_nonzero(xk, axis=1)
-        y = p.table[xk | _ROW_BASE] @ p.w_rows  # float32, as the compiled path
+        y = p.table[xk | _ROW_BASE].astype(np.float64) @ p.w_fixed  # integers below 2**31: exact in float64
+        y = y.astype(np.float32) * p.yscale  # as the compiled path: float32, then the offsets
         y += p.off
         mean = y.astype(np.float64)
         if p.method == "fast":

@@ -6,6 +6,7 @@ Code under ``calib/`` and ``infer/`` must not import this module or touch
 import numpy as np
 
 from .geometry import COLS, ROWS, check_hemisphere
+from .kernel import fixed_point
 from .physics import soft_saturate
 
 
@@ -41,14 +42,20 @@ class Truth:
         return {k: p[k].copy() for k in ("stuck_zero", "stuck_max", "dead_neuron", "noisy_neuron", "dead_driver")}
 
     def expected(self, x, hemisphere=0, *, num_sends=1, wait_between_events=5, saturate=True):
-        """Noise-free mean result before rounding and clipping, float64, shape (batch, 256)."""
+        """Noise-free mean result before rounding and clipping, float64, shape (batch, 256).
+
+        The synapse array's product as the chip forms it, in fixed point
+        (:func:`chipsim.kernel.fixed_point`: within a few thousandths of an
+        LSB of the float64 product of the pulses and effective weights).
+        """
         h = check_hemisphere(hemisphere)
         t = self._t
         x = np.asarray(x, dtype=np.intp)
-        table = t.pulse_table(h, wait_between_events)
-        pulses = np.take(table.ravel(), x + np.arange(ROWS) * table.shape[1])
-        w_eff = t.effective_weights(h, self._chip._weights[h], num_sends, wait_between_events)
-        y = pulses @ w_eff + t.offset(h, num_sends, wait_between_events)
+        table, w_fixed, exponent = fixed_point(t.pulse_table(h, wait_between_events),
+                                               t.effective_weights(h, self._chip._weights[h], num_sends,
+                                                                   wait_between_events))
+        pulses = np.take(table.astype(np.float64).ravel(), x + np.arange(ROWS) * table.shape[1])
+        y = np.ldexp(pulses @ w_fixed.astype(np.float64), -exponent) + t.offset(h, num_sends, wait_between_events)
         if saturate and self._chip.preset["nonideal"]["soft_saturation"]:
             sl = slice(h * COLS, (h + 1) * COLS)
             y = soft_saturate(y, t.knee_hi[sl], t.sat_hi[sl], t.knee_lo[sl], t.sat_lo[sl])

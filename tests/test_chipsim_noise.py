@@ -111,7 +111,7 @@ def test_the_16_bit_windows_change_nothing(rng, monkeypatch, linear_fast, preset
 
 
 def _no_window(plan):
-    assert plan.readout == "readout_fast"
+    assert plan.vmm == "vmm_fast"
     no = np.full(256, kernel._NO_WINDOW, dtype=np.int32)
     plan.args = plan.args[:3] + (no, np.zeros(256, np.int32)) + plan.args[5:]
     return plan
@@ -234,23 +234,28 @@ def test_activations_of_any_integer_dtype_are_checked_where_they_are_read(rng, m
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32, np.int16, np.uint8, np.int8])
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
-def test_compiled_gather_is_the_table_look_up(rng, dtype, layout):
+@pytest.mark.parametrize("kind", ["int32 table, int16 pulses", "float32"])
+def test_compiled_gather_is_the_table_look_up(rng, dtype, layout, kind):
     """The vector gather (contiguous rows) and the scalar loop (strided rows) both give table[32 r + (x & 31)],
-    the events and the OR of every value, also for values outside 0..31 (the caller refuses those)."""
+    the events and the OR of every value, also for values outside 0..31 (the caller refuses those); the kernel's
+    int32 table is stored as int16 pulses."""
     from bss2_calib.chipsim import _jit
 
-    table = rng.standard_normal(128 * 32).astype(np.float32)
+    if kind == "float32":
+        table = rng.standard_normal(128 * 32).astype(np.float32)
+    else:
+        table = rng.integers(-32768, 32768, 128 * 32).astype(np.int32)
     info = np.iinfo(dtype)
     x = rng.integers(max(info.min, -200), min(info.max, 300), (37, 256 if layout == "strided" else 128)).astype(dtype)
     x[:, :40] = rng.integers(0, 32, (37, 40))  # some rows in range, with zeros
     x[5] = 0
     if layout == "strided":
         x = x[:, ::2]
-    pulses = np.full((37, 128), np.nan, np.float32)
+    pulses = np.full((37, 128), np.nan, np.float32) if kind == "float32" else np.full((37, 128), 7, np.int16)
     events = np.full(37, -1, np.int64)
     seen = _jit.gather(x, table, pulses, events)
     idx = (np.arange(128) << 5) | (x.astype(np.int64) & 31)
-    np.testing.assert_array_equal(pulses, table[idx])
+    np.testing.assert_array_equal(pulses, table[idx].astype(pulses.dtype))
     np.testing.assert_array_equal(events, np.count_nonzero(x, axis=1))
     assert seen == np.bitwise_or.reduce(x, axis=None)
 
@@ -281,7 +286,20 @@ def test_compiled_loops_refuse_mismatched_buffers(rng):
     p = chip._plan(0, 1, 5)
     x = rng.integers(0, 32, (10, 128))
     with pytest.raises(ValueError, match="shapes"):
-        _jit.gather(x, p.table, np.empty((9, 128), np.float32), np.empty(10, np.int64))
+        _jit.gather(x, p.table, np.empty((9, 128), np.int16), np.empty(10, np.int64))
+    pb, _, yb = _jit._block_buffers(256)
+    with pytest.raises(ValueError, match="shapes"):  # rows beyond the buffers (258 rows hold 256 + 2)
+        _jit.product(pb, p.wp, yb, p.yscale, 259)
+    with pytest.raises(ValueError, match="shapes"):
+        _jit.product(pb, p.wp[:, :128], yb, p.yscale, 6)
+    with pytest.raises(ValueError, match="shapes"):
+        _jit.product(pb[:, :32], p.wp, yb, p.yscale, 6)
+    share = (np.empty((0, 256), np.int8), np.empty(0, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+             np.zeros(1, np.int64))
+    out = np.empty((300, 256), np.int8)
+    with pytest.raises(ValueError, match="shapes"):  # two blocks, one flag
+        _jit.vmm_fast(rng.integers(0, 32, (300, 128)), p.table, p.wp, p.yscale, p.off, np.zeros((2, 48), np.uint64),
+                      out, np.empty(300, np.int64), share, False, *p.args)
     y = np.zeros((300, 256), np.float32)
     seeds = np.zeros((1, noise.SEED_WORDS), np.uint64)  # one seed for two blocks
     with pytest.raises(ValueError, match="shapes"):
@@ -441,7 +459,7 @@ def test_a_forked_child_can_run_large_batches(rng, monkeypatch, jit):
     monkeypatch.setenv("BSS2_CHIPSIM_JIT", jit)
     chip = Chip(0, "default", noise_seed=1)
     x = rng.integers(0, 32, (2, 1100, 128))
-    chip.run(x, "both")  # the parent's worker thread (numpy path) or BLAS threads (compiled path) exist now
+    chip.run(x, "both")  # the compiled path's helper threads exist now (they do not survive the fork)
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
         shape = pool.apply_async(_run_in_child, (x,)).get(timeout=60)

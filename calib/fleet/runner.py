@@ -135,6 +135,8 @@ class Fleet:
         spec = self.cluster.new_spec
         for i in range(n):  # one spec per worker, so each can advertise its own chips
             options = dict(spec["options"])
+            # one thread per worker, the simulator's too (Dask gives each worker one BLAS thread)
+            options["env"] = {**options.get("env", {}), "BSS2_CHIPSIM_THREADS": "1"}
             if placement.get(i):
                 options["resources"] = {resource_name(c): 1 for c in placement[i]}
             self.cluster.worker_spec[i] = {"cls": spec["cls"], "options": options}
