@@ -18,8 +18,11 @@ of the reference is still spinning), and the per-call time of small batches
 measurement above) and prints every run's ratios and their median, min and
 max: a single process run moves by up to 30 % on a shared machine.
 ``--profile`` adds the time of each step of a call (means over the
-interleaved repeats): the kernel's steps (``chipsim.kernel.run(..., profile=)``; the range
-check of the activations is part of ``gather``).
+interleaved repeats): the kernel's steps (``chipsim.kernel.run(..., profile=)``:
+the seeds, then the fused per-block loop ``vmm`` on all threads), and the
+parts of that loop timed alone in one thread over every block of the call
+(``gather``, the look-up and range check; ``product``; ``readout``, the noise
+and the rounding). ``BSS2_CHIPSIM_THREADS=1`` measures one thread.
 
 Usage::
 
@@ -172,13 +175,48 @@ def main(argv=None):
 
 def _profile(chip, x, ref, repeats):
     """Mean wall time per step of ``chip.run(x, "both")``, ms, each call right after a reference call."""
+    from bss2_calib.chipsim.noise import NOISE_ROWS, jit
+
     plans = (chip._plan(0, 1, 5), chip._plan(1, 1, 5))
+    xa = _as_activations(x)
     steps = {}
     for _ in range(repeats):
         ref()
         t0 = time.perf_counter()
-        kernel.run(_as_activations(x), plans, chip._stream, profile=steps)
+        kernel.run(xa, plans, chip._stream, profile=steps)
         steps["total"] = steps.get("total", 0.0) + time.perf_counter() - t0
+    J = jit()
+    if J is None:
+        return {k: v / repeats * 1e3 for k, v in steps.items()}
+    batch = x.shape[1]
+    pb, p16, yb = J._block_buffers(batch)
+    out, events = np.empty((batch, 256), np.int8), np.empty(batch, np.int64)
+    blocks = [(k, b * NOISE_ROWS, min(batch, (b + 1) * NOISE_ROWS)) for k in (0, 1)
+              for b in range(-(-batch // NOISE_ROWS))]
+    seeds = chip._stream.seeds(len(blocks), plans[0].seed_words)
+
+    def gather():
+        for k, r0, r1 in blocks:
+            J.gather(xa[k, r0:r1], plans[k].table, p16[:r1 - r0], events[r0:r1])
+
+    def product():
+        for k, r0, r1 in blocks:
+            J.product(pb, plans[k].wp, yb, plans[k].yscale, r1 - r0)
+
+    def readout():
+        for i, (k, r0, r1) in enumerate(blocks):
+            p = plans[k]
+            read = J.readout_fast if p.vmm == "vmm_fast" else J.readout_gauss
+            read(yb[:r1 - r0], p.off, seeds[i:i + 1] if p.draws else seeds[:0], out[r0:r1], 0, 1, *p.args)
+
+    for name, fn in (("gather", gather), ("product", product), ("readout", readout)):
+        t = 0.0
+        for _ in range(repeats):
+            ref()
+            t0 = time.perf_counter()
+            fn()
+            t += time.perf_counter() - t0
+        steps[f"{name} (alone)"] = t
     return {k: v / repeats * 1e3 for k, v in steps.items()}
 
 

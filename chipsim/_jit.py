@@ -450,7 +450,7 @@ def _tile_intrinsic(features=None):
 
     ``tile(pb, wp, yb, scale, i0, c0)``: for the :data:`TILE_ROWS` rows
     ``i0..`` and the :data:`TILE_COLS` columns ``c0..``, ``yb[i, c] =
-    float32(sum_r P[i, r] W[r, c]) * scale`` with the int16 pulses ``P`` as
+    float32(sum_r P[i, r] W[r, c]) * scale[c]`` (float32) with the int16 pulses ``P`` as
     int32 pairs ``pb`` (rows x 64) and the weights as pairs ``wp[k, c] =
     (W[2k, c], W[2k + 1, c])`` (64 x 256). The 24 accumulators stay in vector
     registers over the 64 pairs (:func:`_dot_pairs`); the sums are exact
@@ -497,11 +497,12 @@ def _tile_intrinsic(features=None):
             k.add_incoming(k_next, builder.block)
             builder.cbranch(builder.icmp_signed("<", k_next, c(PAIRS)), loop, done)
             builder.position_at_end(done)
-            scale = _splat(builder, vf, sc)
+            scale = [builder.load(_vector_at(builder, sc, builder.add(col0, c(16 * z)), vf), align=4)
+                     for z in range(nz)]
             for r, row in enumerate(new):
                 y_at = builder.add(builder.mul(builder.add(r0, c(r)), c(COLS)), col0)
                 for z, acc in enumerate(row):
-                    f = builder.fmul(builder.sitofp(acc, vf), scale)  # a power of two: exact after the rounding
+                    f = builder.fmul(builder.sitofp(acc, vf), scale[z])  # two roundings, as numpy's
                     builder.store(f, _vector_at(builder, ypp, builder.add(y_at, c(16 * z)), vf), align=4)
             return context.get_dummy_value()
 
@@ -520,14 +521,15 @@ def product(pb, wp, yb, scale, n):
     ``pb`` (int32, rows x 64): the int16 pulses of each vector, two a word;
     ``wp`` (int32, 64 x 256): the int16 weights, rows ``2k`` and ``2k + 1`` of
     column ``c`` in word ``wp[k, c]``; ``yb`` float32 (rows x 256); ``scale``
-    float32, a power of two. ``pb`` and ``yb`` need at least ``n`` rows
+    float32 (256,), per column. ``pb`` and ``yb`` need at least ``n`` rows
     rounded up to a multiple of :data:`TILE_ROWS` (those extra rows are
     computed too, from whatever ``pb`` holds there).
     """
     padded = -(-n // TILE_ROWS) * TILE_ROWS
     if (pb.shape[1] != PAIRS or wp.shape[0] != PAIRS or wp.shape[1] != COLS or yb.shape[1] != COLS
             or pb.shape[0] < padded or yb.shape[0] < padded or pb.strides[1] != 4 or pb.strides[0] != 4 * PAIRS
-            or wp.strides[1] != 4 or wp.strides[0] != 4 * COLS or yb.strides[1] != 4 or yb.strides[0] != 4 * COLS):
+            or wp.strides[1] != 4 or wp.strides[0] != 4 * COLS or yb.strides[1] != 4 or yb.strides[0] != 4 * COLS
+            or scale.size != COLS or scale.strides[0] != 4):
         raise ValueError("product: shapes do not match")
     for i0 in range(0, n, TILE_ROWS):
         for c0 in range(0, COLS, TILE_COLS):

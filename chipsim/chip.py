@@ -137,7 +137,7 @@ class Chip:
         plan = kernel.make_plan(
             t.pulse_table(h, wait), t.effective_weights(h, self._weights[h], num_sends, wait),
             t.offset(h, num_sends, wait), t.bounds(h), sat, t.noise_std[sl],
-            self.preset["noise"]["method"], self.preset["rounding"] == "floor")
+            self.preset["noise"]["method"], self.preset["rounding"] == "floor", codes=self._weights[h])
         self._cache[key] = plan
         return plan
 

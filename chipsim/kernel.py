@@ -61,7 +61,7 @@ class Plan:
     """Kernel inputs of one hemisphere under one set of run conditions (read-only).
 
     ``float32(P @ W) * yscale`` plus ``off`` yields ``y = scale * (mean +
-    base)`` per column (``yscale = scale * 2**-exponent``, :func:`fixed_point`;
+    base)`` per column (``yscale = float32(scale * step)``, :func:`fixed_point`;
     ``table`` holds ``P`` as int32, ``wp`` the rows of ``W`` in int16 pairs,
     ``w_fixed`` ``W`` in float64 for the reference): for the fast method ``scale = 128`` and ``base = shift + BIAS``
     (``shift`` from :meth:`chipsim.noise.FastParams.shift`), so that
@@ -69,11 +69,11 @@ class Plan:
     ``t``; for the gaussian method ``scale = 1`` and ``base = 0``.
     """
 
-    __slots__ = ("table", "wp", "w_fixed", "exponent", "yscale", "off", "method", "scale", "base", "shift", "fast", "std", "round_down", "sat",
+    __slots__ = ("table", "wp", "w_fixed", "step", "yscale", "off", "method", "scale", "base", "shift", "fast", "std", "round_down", "sat",
                  "lo", "hi", "draws", "seed_words", "vmm", "args")
 
 
-def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_rounding):
+def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_rounding, codes=None):
     """Build a :class:`Plan`.
 
     Parameters
@@ -93,9 +93,11 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
     method : {"fast", "gaussian"}
     floor_rounding : bool
         Round down instead of to nearest.
+    codes : ndarray of shape (128, 256), optional
+        The weight codes ``w_eff`` was made from (see :func:`fixed_point`).
     """
     p = Plan()
-    table, w_fixed, p.exponent = fixed_point(pulse_table, w_eff)
+    table, w_fixed, p.step = fixed_point(pulse_table, w_eff, codes)
     p.table = table.astype(np.int32).ravel()  # the compiled look-up gathers 32-bit values
     p.w_fixed = w_fixed.astype(np.float64)  # the reference multiplies in float64 (exact)
     p.wp = np.ascontiguousarray(w_fixed.reshape(ROWS // 2, 2, COLS).transpose(0, 2, 1)).view(np.int32).reshape(
@@ -119,7 +121,7 @@ def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_
         p.shift = p.base = np.zeros(COLS)
         p.seed_words = SEED_WORDS
         p.std = std.astype(np.float32)  # with noise the Gaussian read-out works in float32, as its normals
-    p.yscale = np.float32(p.scale * 2.0 ** -p.exponent)  # a power of two
+    p.yscale = (p.scale * p.step).astype(np.float32)
     p.off = ((np.asarray(offset, dtype=np.float64) + p.base) * p.scale).astype(np.float32) * np.ones(COLS, np.float32)
     sat4 = np.zeros((4, COLS)) if p.sat is None else p.sat
     has_sat = p.sat is not None
@@ -141,39 +143,41 @@ INT16_MAX = (1 << 15) - 1
 SUM_MAX = (1 << 31) - 1  #: the product's sums are int32
 
 
-def fixed_point(pulse_table, w_eff):
-    """The synapse array's product in fixed point: int16 pulses and weights on power-of-two grids.
+def fixed_point(pulse_table, w_eff, codes=None):
+    """The synapse array's product in fixed point: int16 pulses and weights, every sum an exact int32.
 
-    ``pulse_table ~ P * 2**-a`` and ``w_eff ~ W * 2**-b`` (round to nearest),
-    so that ``pulses @ w_eff ~ (P @ W) * 2**-(a + b)`` with the integer sums
-    exact. ``a`` and ``b`` keep ``|P|, |W| <= 32767`` and every column's
-    largest possible sum ``sum_r max|P[r]| |W[r, c]|`` below ``2**31``; of
-    those pairs, the one with the smallest bound on the rounding error of a
-    column's sum. With the presets' magnitudes (pulses up to about 36
-    steps, weights up to about 0.3 LSB a step) that is 12 to 13 bits each and
-    ``a + b`` about 22: a few thousandths of an LSB rms against the float64
-    product (``tests/test_chipsim_kernel.py``), far below the noise.
+    ``pulse_table ~ P * 2**-a`` and, per column, ``w_eff ~ W * step_c * 2**a``
+    (round to nearest), so that ``pulses @ w_eff ~ (P @ W) * step``. The
+    grids keep ``|P|, |W| <= 32767`` and every column's largest possible sum
+    ``sum_r max|P[r]| |W[r, c]|`` below ``2**31``. ``step`` is a power of two
+    (one for all columns), of the pairs allowed the one with the smallest
+    bound on the rounding error of a column's sum: with the presets'
+    magnitudes 12 to 13 bits each, within about 5e-5 of the largest possible
+    sum (0.01 LSB at one send; ``tests/test_chipsim_kernel.py``), far below
+    the noise. A column whose effective weights are one gain times the
+    weight ``codes`` (no synapse mismatch: ``ideal``, ``noiseless``) holds
+    the codes themselves, exactly, with the gain in its ``step``.
 
     Parameters
     ----------
     pulse_table : array-like of shape (128, 32)
     w_eff : array-like of shape (128, 256)
+    codes : array-like of int, shape (128, 256), optional
 
     Returns
     -------
     P : ndarray of int16, shape (128, 32)
     W : ndarray of int16, shape (128, 256)
-    exponent : int
-        ``a + b``.
+    step : ndarray of float64, shape (256,)
     """
     t = np.asarray(pulse_table, dtype=np.float64)
     w = np.asarray(w_eff, dtype=np.float64)
-    t_row, w_abs = np.abs(t).max(axis=1), np.abs(w)
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(w))):
         raise ValueError("fixed_point: pulses and weights must be finite")
+    t_row, w_abs = np.abs(t).max(axis=1), np.abs(w)
     best = None
     a_max = 40
-    while np.rint(np.ldexp(t, a_max)).max(initial=0) > INT16_MAX or -np.rint(np.ldexp(t, a_max)).min() > INT16_MAX:
+    while np.abs(np.rint(np.ldexp(t, a_max))).max(initial=0) > INT16_MAX:
         a_max -= 1
     for a in range(a_max, a_max - 40, -1):  # from the finest pulse grid down; ties keep the finer one
         P = np.rint(np.ldexp(t, a))
@@ -188,9 +192,27 @@ def fixed_point(pulse_table, w_eff):
             b -= 1
         err = float((t_row[:, None] * 2.0 ** -(b + 1) + w_abs * 2.0 ** -(a + 1)).sum(axis=0).max())
         if best is None or err < best[0]:
-            best = (err, P, W, a + b)
-    _, P, W, exponent = best
-    return P.astype(np.int16), W.astype(np.int16), exponent
+            best = (err, P, W, a, b)
+    _, P, W, a, b = best
+    step = np.full(w.shape[1], 2.0 ** -(a + b))
+    if codes is not None:
+        _exact_columns(np.asarray(codes, dtype=np.float64), w, np.abs(P).max(axis=1), a, W, step)
+    return P.astype(np.int16), W.astype(np.int16), step
+
+
+def _exact_columns(codes, w, p_row, a, W, step):
+    """Where ``w[:, c] = g codes[:, c]`` (one gain ``g``), set ``W[:, c] = codes * 2**j`` and ``step[c] = g 2**-(a+j)``."""
+    nz = codes != 0
+    g = np.where(nz, w / np.where(nz, codes, 1.0), 0.0)
+    gain = g[np.argmax(nz, axis=0), np.arange(w.shape[1])]  # the first non-zero code's
+    on_lattice = nz.any(axis=0) & np.all(np.abs(w - gain * codes) <= 1e-12 * np.abs(gain) * 64, axis=0)
+    for c in np.flatnonzero(on_lattice):
+        col = np.abs(codes[:, c])
+        j = int(np.floor(np.log2(min(INT16_MAX / col.max(), SUM_MAX / (p_row @ col)))))
+        if j < 0:
+            continue
+        W[:, c] = codes[:, c] * 2.0 ** j
+        step[c] = gain[c] * 2.0 ** -(a + j)
 
 
 def _column_windows(p, f):

@@ -51,11 +51,11 @@ class Truth:
         h = check_hemisphere(hemisphere)
         t = self._t
         x = np.asarray(x, dtype=np.intp)
-        table, w_fixed, exponent = fixed_point(t.pulse_table(h, wait_between_events),
-                                               t.effective_weights(h, self._chip._weights[h], num_sends,
-                                                                   wait_between_events))
+        codes = self._chip._weights[h]
+        table, w_fixed, step = fixed_point(t.pulse_table(h, wait_between_events),
+                                           t.effective_weights(h, codes, num_sends, wait_between_events), codes)
         pulses = np.take(table.astype(np.float64).ravel(), x + np.arange(ROWS) * table.shape[1])
-        y = np.ldexp(pulses @ w_fixed.astype(np.float64), -exponent) + t.offset(h, num_sends, wait_between_events)
+        y = (pulses @ w_fixed.astype(np.float64)) * step + t.offset(h, num_sends, wait_between_events)
         if saturate and self._chip.preset["nonideal"]["soft_saturation"]:
             sl = slice(h * COLS, (h + 1) * COLS)
             y = soft_saturate(y, t.knee_hi[sl], t.sat_hi[sl], t.knee_lo[sl], t.sat_lo[sl])

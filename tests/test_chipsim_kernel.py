@@ -29,38 +29,67 @@ def test_the_fixed_point_product_is_within_hundredths_of_an_lsb(rng, preset, kin
     chip.set_weights(_weights(rng, kind), 0)
     t = chip._state()
     table, w_eff = t.pulse_table(0, 5), t.effective_weights(0, chip._weights[0], sends, 5)
-    P, W, e = kernel.fixed_point(table, w_eff)
-    assert P.dtype == W.dtype == np.int16
+    P, W, step = kernel.fixed_point(table, w_eff)
+    assert P.dtype == W.dtype == np.int16 and np.all(step == step[0])
     assert (np.abs(P.astype(np.int64)).max(axis=1) @ np.abs(W.astype(np.int64))).max() < 2 ** 31
     reach = (np.abs(table).max(axis=1) @ np.abs(w_eff)).max()
     x = rng.integers(0, 32, (3000, 128))
     rows = np.arange(128)
     exact = table[rows, x] @ w_eff
-    fixed = np.ldexp(P[rows, x].astype(np.float64) @ W.astype(np.float64), -e)
+    fixed = (P[rows, x].astype(np.float64) @ W.astype(np.float64)) * step
     d = fixed - exact
     assert np.abs(d).max() < 6e-5 * reach
     assert np.sqrt(np.mean(d ** 2)) < 4e-5 * reach
     if sends == 1:
         assert np.abs(d).max() < 0.03
     assert np.abs(exact).max() > 5  # a product worth the name
-    assert 2.0 ** e * reach > 2 ** 29  # the grids use the range: a grid twice as coarse would fill a quarter of it
+    assert reach / step[0] > 2 ** 29  # the grids use the range: a grid twice as coarse would fill a quarter of it
 
 
 def test_fixed_point_edge_cases():
     """Zero weights, one huge pulse, tiny weights: exact zeros, bounds kept, no overflow; bad numbers refused."""
     table = np.abs(np.random.default_rng(1).standard_normal((128, 32))) * 10
-    P, W, e = kernel.fixed_point(table, np.zeros((128, 256)))
+    P, W, step = kernel.fixed_point(table, np.zeros((128, 256)))
     assert not W.any() and np.abs(P).max() > 16000
     table[5, 31] = 1e4  # one driver far off: its pulses set the grid, the others keep theirs to 2 ** -a
     w = np.full((128, 256), 1e-6)
-    P, W, e = kernel.fixed_point(table, w)
+    P, W, step = kernel.fixed_point(table, w)
     assert np.abs(P).max() <= 32767 and np.abs(W).max() <= 32767
     assert (np.abs(P.astype(np.int64)).max(axis=1) @ np.abs(W.astype(np.int64))).max() < 2 ** 31
     x = np.full((1, 128), 31)
-    got = np.ldexp(P[np.arange(128), x].astype(float) @ W.astype(float), -e)
+    got = (P[np.arange(128), x].astype(float) @ W.astype(float)) * step
     np.testing.assert_allclose(got, table[np.arange(128), x] @ w, rtol=1e-3)
     with pytest.raises(ValueError, match="finite"):
         kernel.fixed_point(np.full((128, 32), np.nan), w)
+
+
+def test_columns_without_mismatch_hold_the_weight_codes_exactly(rng):
+    """One gain times the codes: the codes themselves (times a power of two), the gain in the column's step, so
+    the product is the float64 one to rounding (noiseless: 0.002 x @ w); with synapse mismatch, the grid."""
+    chip = Chip(0, "noiseless")
+    codes = rng.integers(-63, 64, (128, 256))
+    codes[:, 3] = 0  # a column of zeros: nothing to hold
+    chip.set_weights(codes, 0)
+    t = chip._state()
+    table, w_eff = t.pulse_table(0, 5), t.effective_weights(0, codes, 2, 5)
+    P, W, step = kernel.fixed_point(table, w_eff, codes)
+    octaves = np.log2(step[np.arange(256) != 3] / step[0])
+    assert np.array_equal(octaves, np.round(octaves))  # one gain: the steps differ by the columns' powers of two
+    cols = np.arange(256) != 3
+    ratio = W[:, cols] / np.where(codes[:, cols] == 0, 1, codes[:, cols])
+    assert np.all((ratio == ratio.max(axis=0)) | (codes[:, cols] == 0))  # codes times one power of two
+    x = rng.integers(0, 32, (500, 128))
+    rows = np.arange(128)
+    exact = table[rows, x] @ w_eff
+    got = (P[rows, x].astype(np.float64) @ W.astype(np.float64)) * step
+    assert np.abs(got - exact).max() <= 1e-12 * np.abs(exact).max()
+    harsh = Chip(0, "harsh")
+    harsh.set_weights(codes, 0)
+    th = harsh._state()
+    w_h = th.effective_weights(0, codes, 1, 5)
+    _, _, step_h = kernel.fixed_point(th.pulse_table(0, 5), w_h, codes)
+    lattice = step_h != np.median(step_h)
+    assert lattice.sum() < 5 and not w_h[:, lattice].any()  # mismatch: only dead columns (gain 0) are exact
 
 
 # --------------------------------------------------------- the product
@@ -93,10 +122,11 @@ def test_each_instruction_path_of_the_product_is_exact(rng, path):
     P[0], W[:, 0], W[:, 1] = 4095, 4095, -4095  # sums of 2.15e9: just inside int32
     wp = np.ascontiguousarray(W.reshape(64, 2, 256).transpose(0, 2, 1)).view(np.int32).reshape(64, 256)
     yb = np.full((60, 256), np.nan, np.float32)
-    product(np.ascontiguousarray(P).view(np.int32), wp, yb, np.float32(2.0 ** -20), 60)
+    scale = (np.float32(2.0 ** -20) * rng.uniform(0.5, 1, 256)).astype(np.float32)
+    product(np.ascontiguousarray(P).view(np.int32), wp, yb, scale, 60)
     exact = P.astype(np.float64) @ W.astype(np.float64)
     assert abs(exact[0, 0]) > 2.1e9
-    np.testing.assert_array_equal(yb, exact.astype(np.float32) * np.float32(2.0 ** -20))
+    np.testing.assert_array_equal(yb, exact.astype(np.float32) * scale)
 
 
 # ------------------------------------------------------- helper threads
