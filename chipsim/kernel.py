@@ -300,10 +300,9 @@ def _unsigned(x):
 def _run_compiled(J, x, plans, stream, out, events, step):
     n_runs, batch = x.shape[:2]
     n_blocks = -(-batch // NOISE_ROWS)
-    mark = stream.mark()
     seeds = [_seeds(stream, p, n_blocks) for p in plans]  # in stream order
     step("seeds")
-    helpers = _HELPERS.take(n_runs * n_blocks if n_runs * batch >= MIN_SHARED_ROWS else 1)
+    helpers = _HELPERS.take(n_runs * n_blocks) if n_runs * batch >= MIN_SHARED_ROWS else []
     try:
         rows = batch if helpers else 0
         shares = [(np.empty((rows, COLS), dtype=np.int8), np.empty(rows, dtype=np.int64),
@@ -324,7 +323,7 @@ def _run_compiled(J, x, plans, stream, out, events, step):
         _HELPERS.give_back(helpers)
     step("vmm")
     if seen >> ACT_BITS:  # a value above 31, or a negative one: as if the call had not been made
-        stream.rewind(mark)
+        stream.unread(sum(s.size for s in seeds))
         raise activation_range_error(x)
 
 
@@ -356,11 +355,14 @@ class _Helpers:
     out of blocks, and computes any block a helper has not finished itself
     (:func:`chipsim._jit.vmm_fast`). So a call never waits for a helper: one
     that the OS does not run for a while (another program's busy thread on
-    its core, say) only leaves more blocks to the caller. The noise of a
-    block comes from its own seed, so results do not depend on who computed
-    what. Helpers start on first use, and anew in a forked child (threads
-    do not survive a fork); a helper still busy with an earlier call is not
-    handed a new one.
+    its core, say) only leaves more blocks to the caller. Each call keeps
+    its helpers off the caller's CPU (their affinity), so that they never
+    take time from the caller; the OS would otherwise put a waking helper
+    beside the caller when the other cores are busy. The noise of a block
+    comes from its own seed, so results do not depend on who computed what.
+    Helpers start on first use, and anew in a forked child (threads do not
+    survive a fork); a helper still busy with an earlier call is not handed
+    a new one.
     """
 
     def __init__(self):
@@ -375,32 +377,68 @@ class _Helpers:
             self._pid, self._lock, self._idle, self._count = os.getpid(), threading.Lock(), [], 0
         with self._lock:
             while len(self._idle) < n and self._count < threads() - 1:
-                inbox = queue.SimpleQueue()
+                inbox, started = queue.SimpleQueue(), queue.SimpleQueue()
                 self._count += 1
-                threading.Thread(target=self._serve, args=(inbox,), daemon=True,
+                threading.Thread(target=self._serve, args=(inbox, started), daemon=True,
                                  name=f"bss2-chipsim-{self._count}").start()
-                self._idle.append(inbox)
+                self._idle.append((inbox, started.get()))
             taken, self._idle = self._idle[:n], self._idle[n:]
-        return taken
+        _off_this_cpu([tid for _, tid in taken])
+        return [inbox for inbox, _ in taken]
 
     def give_back(self, inboxes):
         """Return helpers to the idle list once they are done with what they were handed."""
         for inbox in inboxes:
             inbox.put(None)  # the helper puts itself back when it reaches this
 
-    def _serve(self, inbox):
-        pid = os.getpid()
+    def _serve(self, inbox, started):
+        pid, tid = os.getpid(), threading.get_native_id()
+        started.put(tid)
         while True:
             job = inbox.get()
             if job is None:
                 if self._pid == pid:
                     with self._lock:
-                        self._idle.append(inbox)
+                        self._idle.append((inbox, tid))
                 continue
             try:
                 job()
             except Exception:  # the caller computes the blocks itself and meets the same error
                 pass
+
+
+def _current_cpu():
+    """The CPU this thread runs on (glibc's ``sched_getcpu``), or None where that is not available."""
+    global _GETCPU
+    if _GETCPU is None:
+        try:
+            import ctypes
+
+            _GETCPU = ctypes.CDLL(None, use_errno=True).sched_getcpu
+        except (OSError, AttributeError):
+            _GETCPU = False
+    if _GETCPU is False:
+        return None
+    cpu = _GETCPU()
+    return cpu if cpu >= 0 else None
+
+
+_GETCPU = None
+
+
+def _off_this_cpu(tids):
+    """Let the threads ``tids`` run on every CPU of this process but the caller's (where the OS allows it)."""
+    if not tids or not hasattr(os, "sched_setaffinity"):
+        return
+    cpu = _current_cpu()
+    allowed = os.sched_getaffinity(0) - {cpu}
+    if cpu is None or not allowed:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, allowed)
+        except OSError:  # a sandbox may refuse it: the helper then runs where the OS puts it
+            pass
 
 
 _HELPERS = _Helpers()

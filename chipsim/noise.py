@@ -318,13 +318,10 @@ class NoiseStream:
         """The next ``n_blocks`` block seeds, uint64 of shape (n_blocks, words)."""
         return self._bg.random_raw(n_blocks * words).reshape(n_blocks, words)
 
-    def mark(self):
-        """The stream's position, for :meth:`rewind`."""
-        return self._bg.state
-
-    def rewind(self, mark):
-        """Go back to the position ``mark`` (a call that failed draws nothing)."""
-        self._bg.state = mark
+    def unread(self, words):
+        """Step the stream back by ``words`` words (a call that failed draws nothing)."""
+        if words:
+            self._bg.advance(-int(words))  # PCG64 steps modulo 2**128: back as well as forward
 
     def raw_blocks(self, n_blocks, samples):
         """Fresh bytes for ``n_blocks`` blocks of ``samples`` fast samples (a multiple of 128).
