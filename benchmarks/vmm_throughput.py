@@ -45,9 +45,11 @@ from bss2_calib.chipsim.chip import _as_activations
 
 
 def _peak_bytes(fn):
+    kernel.wait_for_helpers()
     tracemalloc.start()
     try:
         fn()
+        kernel.wait_for_helpers()  # CPython 3.11 can crash if tracemalloc stops while a helper allocates
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -210,6 +212,7 @@ def _profile(chip, x, ref, repeats):
             read(yb[:r1 - r0], p.off, seeds[i:i + 1] if p.draws else seeds[:0], out[r0:r1], 0, 1, *p.args)
 
     for name, fn in (("gather", gather), ("product", product), ("readout", readout)):
+        fn()  # compiles what has not run alone before
         t = 0.0
         for _ in range(repeats):
             ref()

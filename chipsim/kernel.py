@@ -36,6 +36,7 @@ The noise is drawn in block order, seeded per block of :data:`NOISE_ROWS`
 vectors from the chip's stream (:mod:`chipsim.noise`), so results never
 depend on the implementation, the threading or the batch layout.
 """
+import atexit
 import os
 import queue
 import threading
@@ -366,7 +367,7 @@ class _Helpers:
     """
 
     def __init__(self):
-        self._pid, self._lock, self._idle, self._count = None, None, [], 0
+        self._pid, self._lock, self._idle, self._count, self._threads = None, None, [], 0, []
 
     def take(self, n_blocks):
         """Up to ``min(threads(), n_blocks) - 1`` idle helpers (their inboxes), started as needed."""
@@ -374,13 +375,16 @@ class _Helpers:
         if n <= 0:
             return []
         if self._pid != os.getpid():
-            self._pid, self._lock, self._idle, self._count = os.getpid(), threading.Lock(), [], 0
+            self._pid, self._lock, self._idle, self._count, self._threads = os.getpid(), threading.Lock(), [], 0, []
+            atexit.register(self._stop)
         with self._lock:
             while len(self._idle) < n and self._count < threads() - 1:
                 inbox, started = queue.SimpleQueue(), queue.SimpleQueue()
                 self._count += 1
-                threading.Thread(target=self._serve, args=(inbox, started), daemon=True,
-                                 name=f"bss2-chipsim-{self._count}").start()
+                thread = threading.Thread(target=self._serve, args=(inbox, started), daemon=True,
+                                          name=f"bss2-chipsim-{self._count}")
+                thread.start()
+                self._threads.append((thread, inbox))
                 self._idle.append((inbox, started.get()))
             taken, self._idle = self._idle[:n], self._idle[n:]
         _off_this_cpu([tid for _, tid in taken])
@@ -391,11 +395,31 @@ class _Helpers:
         for inbox in inboxes:
             inbox.put(None)  # the helper puts itself back when it reaches this
 
+    def wait(self, timeout):
+        """Wait until every helper is idle (at most ``timeout`` seconds); True if they are."""
+        end = time.monotonic() + timeout
+        while self._pid == os.getpid() and len(self._idle) < self._count:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def _stop(self):
+        """At exit: end the helpers before the interpreter goes (a daemon thread in compiled code then could crash)."""
+        if self._pid != os.getpid():
+            return
+        for _, inbox in self._threads:
+            inbox.put(_STOP)
+        for thread, _ in self._threads:
+            thread.join(timeout=5)
+
     def _serve(self, inbox, started):
         pid, tid = os.getpid(), threading.get_native_id()
         started.put(tid)
         while True:
             job = inbox.get()
+            if job is _STOP:
+                return
             if job is None:
                 if self._pid == pid:
                     with self._lock:
@@ -441,7 +465,19 @@ def _off_this_cpu(tids):
             pass
 
 
+_STOP = object()
 _HELPERS = _Helpers()
+
+
+def wait_for_helpers(timeout=1.0):
+    """Wait until the helper threads have finished what earlier calls handed them; True if they have.
+
+    A call returns without waiting for its helpers (:class:`_Helpers`), so one
+    may still be finishing a block it took. Call this before
+    ``tracemalloc.stop()``: CPython 3.11 can crash when tracemalloc stops
+    while another thread allocates (``benchmarks/vmm_throughput.py`` does).
+    """
+    return _HELPERS.wait(timeout)
 
 
 # ------------------------------------------------------------ the reference

@@ -207,3 +207,19 @@ def test_the_caller_copies_finished_blocks_and_computes_unfinished_ones(rng):
     assert (untouched == 5).all() and done.tolist() == [1, 1, 1]
     np.testing.assert_array_equal(out_h, alone)
     np.testing.assert_array_equal(events_h, ev_alone)
+
+
+def test_helpers_go_idle_and_a_process_exits_cleanly_after_large_calls(rng, monkeypatch):
+    """After a shared call the helpers finish what they took (wait_for_helpers), and a process that ends right
+    after large calls stops its helpers at exit instead of leaving them in compiled code (exit status 0)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("BSS2_CHIPSIM_THREADS", "2")
+    Chip(0, "default", noise_seed=1).run(rng.integers(0, 32, (2, 1500, 128)), "both")
+    assert kernel.wait_for_helpers(timeout=5)
+    code = ("import numpy as np; from bss2_calib.chipsim import Chip; c = Chip(0, 'default', noise_seed=1); "
+            "x = np.random.default_rng(0).integers(0, 32, (2, 2000, 128)); [c.run(x, 'both') for _ in range(3)]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "BSS2_CHIPSIM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
