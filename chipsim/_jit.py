@@ -18,20 +18,28 @@ bit for bit.
   few values outside their column's 16-bit window (soft saturation,
   clipping), found from each column's extremes over the block;
 - :func:`readout_gauss`: per noise block its standard normals (the Box-Muller
-  draw of :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise.
+  draw of :mod:`chipsim.noise`) and the read-out with the ``gaussian`` noise;
+- :func:`product`: the exact integer product of int16 pulses and weights
+  (:func:`chipsim.kernel.fixed_point`) in register tiles;
+- :func:`vmm_fast`, :func:`vmm_gauss`: a whole run, a noise block at a time
+  (look-up, product, read-out in buffers that stay in cache), its blocks
+  shared between threads (:class:`chipsim.kernel._Helpers`).
 
 The hot loops are written as explicit LLVM vector code (numba
 ``@intrinsic`` functions emitting IR): the SFC64 generators with their state in
 vector registers (:func:`_sfc64_lanes`), the pulse look-up as vector
 gathers (:func:`_vector_gather`, LLVM's portable ``llvm.masked.gather``),
-the Box-Muller normals (:func:`_emit_normals`) and the read-outs 16 lanes a
-step (:func:`_fast_chunk`, :func:`_gauss_chunk`). numba's own vectorizer left
-the look-up scalar, kept the generators' state in memory and used half
-this width (``docs/benchmarks.md``, issue 14). The IR uses only generic LLVM
-operations: on a CPU without AVX-512 LLVM splits the vectors, and the
-results stay the same.
+the Box-Muller normals (:func:`_emit_normals`), the read-outs 16 lanes a
+step (:func:`_fast_chunk`, :func:`_gauss_chunk`) and the product's tiles
+(:func:`_tile_intrinsic`). numba's own vectorizer left the look-up scalar,
+kept the generators' state in memory, used half this width and turned the
+int16 product into 32-bit multiplies (``docs/benchmarks.md``, issue 14).
+The IR uses generic LLVM operations, except the product's pairwise
+multiply-add, which is the CPU's own instruction where it has one
+(AVX-512BW or AVX2; plain multiplies elsewhere): on a CPU without AVX-512
+LLVM splits the vectors, and the results stay the same.
 
-The read-outs take a range of noise blocks (the loops release the GIL).
+The loops release the GIL.
 numba does not check bounds: every loop checks the shapes (and, where it
 reads whole vectors, the contiguity) of its buffers first.
 """
@@ -73,6 +81,19 @@ def _splat(builder, vec_ty, value):
                                   ir.Constant(ir.VectorType(i32, vec_ty.count), [0] * vec_ty.count))
 
 
+def _open_loop(builder, name):
+    """Start an IR loop: ``(entry, loop, done)`` blocks, the builder at the start of ``loop``.
+
+    The caller adds its phis, the body and ``cbranch(..., loop, done)``.
+    """
+    entry = builder.block
+    loop = builder.append_basic_block(f"{name}.loop")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    return entry, loop, done
+
+
 @intrinsic
 def _sfc64_lanes(typingctx, a0, b0, c0, out, n_steps):
     """Run :data:`LANES` SFC64 generators side by side: :data:`WARM_UP` steps, then ``n_steps`` steps into ``out``.
@@ -99,11 +120,7 @@ def _sfc64_lanes(typingctx, a0, b0, c0, out, n_steps):
         first = [builder.load(builder.bitcast(arr.data, vec.as_pointer()), align=8) for arr in arrays[:3]]
         scratch = cgutils.alloca_once(builder, vec)  # where the warm-up steps' words go
         total = builder.add(args[4], ir.Constant(i64, WARM_UP))
-        entry = builder.block
-        loop = builder.append_basic_block("sfc64.loop")
-        done = builder.append_basic_block("sfc64.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
+        entry, loop, done = _open_loop(builder, "sfc64")
         i = builder.phi(i64)
         a, b, c = (builder.phi(vec) for _ in range(3))
         i.add_incoming(ir.Constant(i64, 0), entry)
@@ -472,11 +489,7 @@ def _tile_intrinsic(features=None):
             def c(k):
                 return ir.Constant(i64, k)
 
-            entry = builder.block
-            loop = builder.append_basic_block("tile.loop")
-            done = builder.append_basic_block("tile.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
+            entry, loop, done = _open_loop(builder, "tile")
             k = builder.phi(i64)
             k.add_incoming(c(0), entry)
             accs = [[builder.phi(v) for _ in range(nz)] for _ in range(TILE_ROWS)]
@@ -558,85 +571,109 @@ def _claim(typingctx, counter):
     return sig, codegen
 
 
-@intrinsic
-def _publish(typingctx, flags, i):
-    """``flags[i] = 1`` with release order: what this thread wrote before is seen by whoever sees the flag."""
-    sig = types.void(flags, i)
+def _flag_intrinsic(load):
+    """The intrinsic that reads (``load``) or sets flag ``flags[i]`` of an int64 array, atomically.
 
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        builder.store_atomic(ir.Constant(ir.IntType(64), 1), builder.gep(data, [args[1]]), "release", 8)
-        return context.get_dummy_value()
+    Setting stores 1 with release order: what the thread wrote before is
+    seen by whoever reads the flag set, with acquire order.
+    """
+    @intrinsic
+    def flag(typingctx, flags, i):
+        sig = (types.boolean if load else types.void)(flags, i)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+            if load:
+                return builder.icmp_unsigned("!=", builder.load_atomic(ptr, "acquire", 8), ir.Constant(ptr.type.pointee, 0))
+            builder.store_atomic(ir.Constant(ptr.type.pointee, 1), ptr, "release", 8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return flag
 
 
-@intrinsic
-def _published(typingctx, flags, i):
-    """``flags[i] != 0``, read with acquire order (the counterpart of :func:`_publish`)."""
-    sig = types.boolean(flags, i)
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        got = builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
-        return builder.icmp_unsigned("!=", got, ir.Constant(ir.IntType(64), 0))
-
-    return sig, codegen
+_publish = _flag_intrinsic(load=False)  #: ``_publish(flags, i)``: ``flags[i] = 1``
+_published = _flag_intrinsic(load=True)  #: ``_published(flags, i)``: ``flags[i] != 0``
 
 
 @njit(nogil=True, cache=True)
-def _check_share(x, out, events, share):
+def _start(x, out, events, share, helper):
+    """One thread's state in a shared run: ``(todo, state, pb, p16, yb, out_to, events_to)``.
+
+    ``todo[b]``: 0 not seen, 1 computed by this thread, 2 copied from a
+    helper, 3 left to compute; ``state``: the OR of the activations this
+    thread saw, the phase (0 taking blocks from the counter, 1 computing
+    what the helpers left), the next index of ``todo``. A helper writes
+    into the share's buffers, the caller into ``out`` and ``events``.
+    """
     m = x.shape[0]
     n_blocks = -(-m // NOISE_ROWS)
     out_h, events_h, seen_h, done, counter = share
     if (out.shape[0] != m or events.size != m or counter.size != 1 or done.size < n_blocks
-            or seen_h.size < n_blocks or (out_h.shape[0] != 0 and (out_h.shape[0] != m or events_h.size != m))):
+            or seen_h.size < n_blocks or (out_h.shape[0] != 0 and (out_h.shape[0] != m or events_h.size != m))
+            or (helper and out_h.shape[0] != m)):
         raise ValueError("vmm: shapes do not match")
-    return n_blocks
+    pb, p16, yb = _block_buffers(m)
+    todo, state = np.zeros(n_blocks, dtype=np.int8), np.zeros(3, dtype=np.int64)
+    return (todo, state, pb, p16, yb, out_h if helper else out, events_h if helper else events)
 
 
 @njit(nogil=True, cache=True)
-def _block_fast(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, A, K, pre_hi, win_lo, win_hi, fscale,
-                base, shift, sat, has_sat, lo, hi):
-    """One noise block of :func:`vmm_fast` into ``out`` and ``events``; returns the OR of its activations."""
+def _next_block(x, out, events, share, helper, work):
+    """The next block this thread computes, or -1 when none is left.
+
+    First blocks from the counter (:func:`_claim`); then, in the caller
+    only, it copies the blocks the helpers have published (:func:`_published`)
+    and returns the ones they took but have not finished, one by one.
+    """
+    out_h, events_h, seen_h, done, counter = share
+    todo, state = work[0], work[1]
+    if state[1] == 0:
+        blk = _claim(counter)
+        if blk < todo.size:
+            todo[blk] = 1
+            return blk
+        if helper:
+            return -1
+        state[1] = 1
+        for b in range(todo.size):
+            if todo[b] == 1:
+                continue
+            if _published(done, b):
+                r0, r1, _ = _block(b, x.shape[0])
+                out[r0:r1] = out_h[r0:r1]
+                events[r0:r1] = events_h[r0:r1]
+                state[0] |= seen_h[b]
+                todo[b] = 2
+            else:
+                todo[b] = 3
+    while state[2] < todo.size:
+        b = state[2]
+        state[2] += 1
+        if todo[b] == 3:
+            return b
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _after(x, out, events, share, helper, work, blk, seen):
+    """Record block ``blk`` (its activations' OR ``seen``); returns the next block (:func:`_next_block`)."""
+    if helper:
+        share[2][blk] = seen
+        _publish(share[3], blk)
+    else:
+        work[1][0] |= seen
+    return _next_block(x, out, events, share, helper, work)
+
+
+@njit(nogil=True, cache=True)
+def _block_front(x, blk, table, wp, scale, work):
+    """Pulses and product of noise block ``blk`` into the thread's buffers; ``(OR of its activations, r0, r1)``."""
     r0, r1, _ = _block(blk, x.shape[0])
-    n = r1 - r0
-    seen = gather(x[r0:r1], table, p16[:n], events[r0:r1])
-    product(pb, wp, yb, scale, n)
-    readout_fast(yb[:n], off, seeds[blk:blk + 1], out[r0:r1], 0, 1, A, K, pre_hi, win_lo, win_hi, fscale, base,
-                 shift, sat, has_sat, lo, hi)
-    return seen
-
-
-@njit(nogil=True, cache=True)
-def _block_gauss(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, std, round_down, sat, has_sat, lo,
-                 hi):
-    """One noise block of :func:`vmm_gauss`; returns the OR of its activations."""
-    r0, r1, _ = _block(blk, x.shape[0])
-    n = r1 - r0
-    seen = gather(x[r0:r1], table, p16[:n], events[r0:r1])
-    product(pb, wp, yb, scale, n)
-    readout_gauss(yb[:n], off, seeds[blk:blk + 1], out[r0:r1], 0, 1, std, round_down, sat, has_sat, lo, hi)
-    return seen
-
-
-@njit(nogil=True, cache=True)
-def _finish(x, out, events, share, mine, seen):
-    """The caller's last step: copy the helpers' finished blocks; returns the blocks nobody finished, and the OR."""
-    out_h, events_h, seen_h, done, _ = share
-    m = x.shape[0]
-    left = []
-    for blk in range(mine.size):
-        if mine[blk]:
-            continue
-        if _published(done, blk):
-            r0, r1, _ = _block(blk, m)
-            out[r0:r1] = out_h[r0:r1]
-            events[r0:r1] = events_h[r0:r1]
-            seen |= x.dtype.type(seen_h[blk])
-        else:
-            left.append(blk)
-    return left, seen
+    seen = gather(x[r0:r1], table, work[3][:r1 - r0], work[6][r0:r1])
+    product(work[2], wp, work[4], scale, r1 - r0)
+    return seen, r0, r1
 
 
 @njit(nogil=True, cache=True)
@@ -652,70 +689,37 @@ def vmm_fast(x, table, wp, scale, off, seeds, out, events, share, helper, A, K, 
     :func:`readout_fast`'s.
 
     Threads share a run through ``share = (out_h, events_h, seen_h, done,
-    counter)``: each takes the next block from ``counter`` (:func:`_claim`)
-    until none is left. A helper (``helper`` true) writes its blocks into
-    ``out_h``, ``events_h`` and ``seen_h`` and marks each in ``done``
-    (:func:`_publish`); the calling thread writes into ``out`` and
-    ``events``, then copies the helpers' finished blocks and computes any
-    block a helper has taken but not finished itself. So the call never
-    waits for a helper (one that the OS does not run for a while only
-    leaves more work to the caller), and a helper that finishes late writes
-    into its own buffers only. Alone: ``out_h`` with no rows, and the
-    caller takes every block.
+    counter)``: each takes the next block from ``counter`` until none is
+    left (:func:`_next_block`). A helper (``helper`` true) writes its blocks
+    into ``out_h``, ``events_h`` and ``seen_h`` and marks each in ``done``
+    (:func:`_after`); the calling thread writes into ``out`` and ``events``,
+    then copies the helpers' finished blocks and computes any block a helper
+    has taken but not finished itself. So the call never waits for a helper
+    (one that the OS does not run for a while only leaves more work to the
+    caller), and a helper that finishes late writes into its own buffers
+    only. Alone: ``out_h`` with no rows, and the caller takes every block.
     """
-    n_blocks = _check_share(x, out, events, share)
-    out_h, events_h, seen_h, done, counter = share
-    pb, p16, yb = _block_buffers(x.shape[0])
-    seen = x.dtype.type(0)
-    mine = np.zeros(n_blocks, dtype=np.bool_)
-    while True:
-        blk = _claim(counter)
-        if blk >= n_blocks:
-            break
-        if helper:
-            seen_h[blk] = _block_fast(x, blk, table, wp, scale, off, seeds, out_h, events_h, pb, p16, yb, A, K, pre_hi,
-                                      win_lo, win_hi, fscale, base, shift, sat, has_sat, lo, hi)
-            _publish(done, blk)
-        else:
-            mine[blk] = True
-            seen |= _block_fast(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, A, K, pre_hi, win_lo,
-                                win_hi, fscale, base, shift, sat, has_sat, lo, hi)
-    if helper:
-        return seen
-    left, seen = _finish(x, out, events, share, mine, seen)
-    for blk in left:
-        seen |= _block_fast(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, A, K, pre_hi, win_lo,
-                            win_hi, fscale, base, shift, sat, has_sat, lo, hi)
-    return seen
+    work = _start(x, out, events, share, helper)
+    blk = _next_block(x, out, events, share, helper, work)
+    while blk >= 0:
+        seen, r0, r1 = _block_front(x, blk, table, wp, scale, work)
+        readout_fast(work[4][:r1 - r0], off, seeds[blk:blk + 1], work[5][r0:r1], 0, 1, A, K, pre_hi, win_lo, win_hi,
+                     fscale, base, shift, sat, has_sat, lo, hi)
+        blk = _after(x, out, events, share, helper, work, blk, seen)
+    return x.dtype.type(work[1][0])
 
 
 @njit(nogil=True, cache=True)
 def vmm_gauss(x, table, wp, scale, off, seeds, out, events, share, helper, std, round_down, sat, has_sat, lo, hi):
     """:func:`vmm_fast` with the ``gaussian`` read-out (:func:`readout_gauss`)."""
-    n_blocks = _check_share(x, out, events, share)
-    out_h, events_h, seen_h, done, counter = share
-    pb, p16, yb = _block_buffers(x.shape[0])
-    seen = x.dtype.type(0)
-    mine = np.zeros(n_blocks, dtype=np.bool_)
-    while True:
-        blk = _claim(counter)
-        if blk >= n_blocks:
-            break
-        if helper:
-            seen_h[blk] = _block_gauss(x, blk, table, wp, scale, off, seeds, out_h, events_h, pb, p16, yb, std,
-                                       round_down, sat, has_sat, lo, hi)
-            _publish(done, blk)
-        else:
-            mine[blk] = True
-            seen |= _block_gauss(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, std, round_down, sat,
-                                 has_sat, lo, hi)
-    if helper:
-        return seen
-    left, seen = _finish(x, out, events, share, mine, seen)
-    for blk in left:
-        seen |= _block_gauss(x, blk, table, wp, scale, off, seeds, out, events, pb, p16, yb, std, round_down, sat,
-                             has_sat, lo, hi)
-    return seen
+    work = _start(x, out, events, share, helper)
+    blk = _next_block(x, out, events, share, helper, work)
+    while blk >= 0:
+        seen, r0, r1 = _block_front(x, blk, table, wp, scale, work)
+        readout_gauss(work[4][:r1 - r0], off, seeds[blk:blk + 1], work[5][r0:r1], 0, 1, std, round_down, sat, has_sat,
+                      lo, hi)
+        blk = _after(x, out, events, share, helper, work, blk, seen)
+    return x.dtype.type(work[1][0])
 
 
 @njit(nogil=True, cache=True)
