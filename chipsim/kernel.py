@@ -62,16 +62,16 @@ class Plan:
     """Kernel inputs of one hemisphere under one set of run conditions (read-only).
 
     ``float32(P @ W) * yscale`` plus ``off`` yields ``y = scale * (mean +
-    base)`` per column (``yscale = float32(scale * step)``, :func:`fixed_point`;
-    ``table`` holds ``P`` as int32, ``wp`` the rows of ``W`` in int16 pairs,
-    ``w_fixed`` ``W`` in float64 for the reference): for the fast method ``scale = 128`` and ``base = shift + BIAS``
-    (``shift`` from :meth:`chipsim.noise.FastParams.shift`), so that
+    base)`` per column (``yscale = float32(scale * step)``,
+    :func:`fixed_point`; ``table`` holds ``P`` as int32, ``wp`` the rows of
+    ``W`` in int16 pairs, ``w_fixed`` ``W`` in float64 for the reference):
+    for the fast method ``scale = 128`` and ``base = shift + BIAS`` (``shift`` from :meth:`chipsim.noise.FastParams.shift`), so that
     ``result = ((floor(y) + t) >> 7) - BIAS`` with the fixed-point noise
     ``t``; for the gaussian method ``scale = 1`` and ``base = 0``.
     """
 
-    __slots__ = ("table", "wp", "w_fixed", "step", "yscale", "off", "method", "scale", "base", "shift", "fast", "std", "round_down", "sat",
-                 "lo", "hi", "draws", "seed_words", "vmm", "args")
+    __slots__ = ("table", "wp", "w_fixed", "step", "yscale", "off", "method", "scale", "base", "shift", "fast", "std",
+                 "round_down", "sat", "lo", "hi", "draws", "seed_words", "vmm", "args")
 
 
 def make_plan(pulse_table, w_eff, offset, bounds, sat, noise_std, method, floor_rounding, codes=None):
@@ -176,29 +176,41 @@ def fixed_point(pulse_table, w_eff, codes=None):
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(w))):
         raise ValueError("fixed_point: pulses and weights must be finite")
     t_row, w_abs = np.abs(t).max(axis=1), np.abs(w)
+    w_max, t_sum, w_sum = w_abs.max(initial=0.0), t_row.sum(), w_abs.sum(axis=0).max(initial=0.0)
     best = None
     a_max = 40
-    while np.abs(np.rint(np.ldexp(t, a_max))).max(initial=0) > INT16_MAX:
+    while np.rint(np.ldexp(t_row, a_max)).max(initial=0) > INT16_MAX:
         a_max -= 1
     for a in range(a_max, a_max - 40, -1):  # from the finest pulse grid down; ties keep the finer one
-        P = np.rint(np.ldexp(t, a))
-        p_row = np.abs(P).max(axis=1)
-        reach = float((p_row @ w_abs).max())  # largest possible |sum| per unit of W
-        limit = min(INT16_MAX / w_abs.max() if w_abs.max() > 0 else np.inf, SUM_MAX / reach if reach > 0 else np.inf)
-        b = int(np.floor(np.log2(limit))) if np.isfinite(limit) else 0  # no weights: any grid is exact
-        while True:
-            W = np.rint(np.ldexp(w, b))
-            if np.abs(W).max() <= INT16_MAX and (p_row @ np.abs(W)).max() <= SUM_MAX:
-                break
-            b -= 1
-        err = float((t_row[:, None] * 2.0 ** -(b + 1) + w_abs * 2.0 ** -(a + 1)).sum(axis=0).max())
+        p_row = np.rint(np.ldexp(t_row, a))  # each row's largest |P|
+        b = _weight_exponent(w, w_abs, w_max, p_row)
+        # the bound on a column's rounding error: every pulse off by half a step of W, every weight by half of P's
+        err = float(t_sum * 2.0 ** -(b + 1) + w_sum * 2.0 ** -(a + 1))
         if best is None or err < best[0]:
-            best = (err, P, W, a, b)
-    _, P, W, a, b = best
+            best = (err, a, b)
+    _, a, b = best
+    P, W = np.rint(np.ldexp(t, a)), np.rint(np.ldexp(w, b))
     step = np.full(w.shape[1], 2.0 ** -(a + b))
     if codes is not None:
         _exact_columns(np.asarray(codes, dtype=np.float64), w, np.abs(P).max(axis=1), a, W, step)
     return P.astype(np.int16), W.astype(np.int16), step
+
+
+def _weight_exponent(w, w_abs, w_max, p_row):
+    """The finest ``b`` with ``|rint(w 2**b)| <= 32767`` and every column's ``sum_r p_row |W|`` below ``2**31``."""
+    reach = float((p_row @ w_abs).max(initial=0.0))  # largest possible |sum| per unit of W
+    limit = min(INT16_MAX / w_max if w_max > 0 else np.inf, SUM_MAX / reach if reach > 0 else np.inf)
+    if not np.isfinite(limit):
+        return 0  # no weights (or no pulses): any grid is exact
+    b = int(np.floor(np.log2(limit)))
+    while True:
+        if np.rint(w_max * 2.0 ** b) <= INT16_MAX:
+            scale = 2.0 ** b
+            if reach * scale + 0.5 * p_row.sum() <= SUM_MAX:  # rounding adds at most half a unit a row
+                return b
+            if (p_row @ np.abs(np.rint(w * scale))).max() <= SUM_MAX:
+                return b
+        b -= 1
 
 
 def _exact_columns(codes, w, p_row, a, W, step):
@@ -301,9 +313,10 @@ def _unsigned(x):
 def _run_compiled(J, x, plans, stream, out, events, step):
     n_runs, batch = x.shape[:2]
     n_blocks = -(-batch // NOISE_ROWS)
+    n_threads = threads()  # a bad setting fails before any noise is drawn
     seeds = [_seeds(stream, p, n_blocks) for p in plans]  # in stream order
     step("seeds")
-    helpers = _HELPERS.take(n_runs * n_blocks) if n_runs * batch >= MIN_SHARED_ROWS else []
+    helpers = _HELPERS.take(min(n_threads, n_runs * n_blocks) - 1) if n_runs * batch >= MIN_SHARED_ROWS else []
     try:
         rows = batch if helpers else 0
         shares = [(np.empty((rows, COLS), dtype=np.int8), np.empty(rows, dtype=np.int64),
@@ -329,7 +342,10 @@ def _run_compiled(J, x, plans, stream, out, events, step):
 
 
 def threads():
-    """Threads a compiled run may use: ``BSS2_CHIPSIM_THREADS``, else the CPUs this process may run on (at most 8)."""
+    """Threads a compiled run may use: ``BSS2_CHIPSIM_THREADS``, else the CPUs this process may run on (at most 8).
+
+    The environment variable is read at every call; the CPUs once per process.
+    """
     text = os.environ.get("BSS2_CHIPSIM_THREADS", "").strip()
     if text:
         try:
@@ -339,10 +355,17 @@ def threads():
         if n < 1:
             raise ChipValueError(f"BSS2_CHIPSIM_THREADS must be at least 1, not {n}")
         return n
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # not on Linux
-        return max(1, min(8, os.cpu_count() or 1))
+    global _CPUS
+    if _CPUS is None or _CPUS[0] != os.getpid():
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        _CPUS = (os.getpid(), max(1, min(8, cpus)))
+    return _CPUS[1]
+
+
+_CPUS = None  #: (pid, usable CPUs)
 
 
 MIN_SHARED_ROWS = 1024  #: a call of fewer vectors (all runs) stays in the calling thread (a hand-over costs 20-50 us)
@@ -369,9 +392,8 @@ class _Helpers:
     def __init__(self):
         self._pid, self._lock, self._idle, self._count, self._threads = None, None, [], 0, []
 
-    def take(self, n_blocks):
-        """Up to ``min(threads(), n_blocks) - 1`` idle helpers (their inboxes), started as needed."""
-        n = min(threads(), n_blocks) - 1
+    def take(self, n):
+        """Up to ``n`` idle helpers (their inboxes), started as needed (at most ``threads() - 1`` in all)."""
         if n <= 0:
             return []
         if self._pid != os.getpid():

@@ -6,7 +6,6 @@ Code under ``calib/`` and ``infer/`` must not import this module or touch
 import numpy as np
 
 from .geometry import COLS, ROWS, check_hemisphere
-from .kernel import fixed_point
 from .physics import soft_saturate
 
 
@@ -51,11 +50,9 @@ class Truth:
         h = check_hemisphere(hemisphere)
         t = self._t
         x = np.asarray(x, dtype=np.intp)
-        codes = self._chip._weights[h]
-        table, w_fixed, step = fixed_point(t.pulse_table(h, wait_between_events),
-                                           t.effective_weights(h, codes, num_sends, wait_between_events), codes)
-        pulses = np.take(table.astype(np.float64).ravel(), x + np.arange(ROWS) * table.shape[1])
-        y = (pulses @ w_fixed.astype(np.float64)) * step + t.offset(h, num_sends, wait_between_events)
+        plan = self._chip._plan(h, num_sends, wait_between_events)  # the chip's own fixed-point product
+        pulses = np.take(plan.table.astype(np.float64), x + np.arange(ROWS) * (plan.table.size // ROWS))
+        y = (pulses @ plan.w_fixed) * plan.step + t.offset(h, num_sends, wait_between_events)
         if saturate and self._chip.preset["nonideal"]["soft_saturation"]:
             sl = slice(h * COLS, (h + 1) * COLS)
             y = soft_saturate(y, t.knee_hi[sl], t.sat_hi[sl], t.knee_lo[sl], t.sat_lo[sl])

@@ -163,9 +163,14 @@ def test_a_refused_large_call_draws_no_noise(rng, monkeypatch):
 
 @pytest.mark.parametrize("value, message", [("two", "a whole number, not 'two'"), ("0", "at least 1, not 0")])
 def test_a_bad_thread_count_is_one_clear_error(rng, monkeypatch, value, message):
+    x = rng.integers(0, 32, (2, 1100, 128))
+    a, b = Chip(0, "default", noise_seed=2), Chip(0, "default", noise_seed=2)
     monkeypatch.setenv("BSS2_CHIPSIM_THREADS", value)
-    with pytest.raises(ChipValueError, match=f"^BSS2_CHIPSIM_THREADS must be {message}$"):
-        Chip(0, "default").run(rng.integers(0, 32, (2, 1100, 128)), "both")
+    for batch in (x, x[0, :3]):  # small calls read it too
+        with pytest.raises(ChipValueError, match=f"^BSS2_CHIPSIM_THREADS must be {message}$"):
+            a.run(batch, "both" if batch.ndim == 3 else 0)
+    monkeypatch.delenv("BSS2_CHIPSIM_THREADS")
+    np.testing.assert_array_equal(a.run(x, "both"), b.run(x, "both"))  # the refused calls drew no noise
 
 
 def test_the_caller_copies_finished_blocks_and_computes_unfinished_ones(rng):
