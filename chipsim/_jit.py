@@ -459,7 +459,8 @@ def _dot_pairs(builder, features, acc, a, b):
         sel = ir.Constant(ir.VectorType(i32, n), list(range(first, 2 * n, 2)))
         return builder.sext(builder.shuffle_vector(v, u, sel), acc.type)
 
-    return builder.add(acc, builder.add(builder.mul(lanes(a16, 0), lanes(b16, 0)), builder.mul(lanes(a16, 1), lanes(b16, 1))))
+    even, odd = builder.mul(lanes(a16, 0), lanes(b16, 0)), builder.mul(lanes(a16, 1), lanes(b16, 1))
+    return builder.add(acc, builder.add(even, odd))
 
 
 def _tile_intrinsic(features=None):
@@ -584,7 +585,8 @@ def _flag_intrinsic(load):
         def codegen(context, builder, signature, args):
             ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
             if load:
-                return builder.icmp_unsigned("!=", builder.load_atomic(ptr, "acquire", 8), ir.Constant(ptr.type.pointee, 0))
+                got = builder.load_atomic(ptr, "acquire", 8)
+                return builder.icmp_unsigned("!=", got, ir.Constant(ptr.type.pointee, 0))
             builder.store_atomic(ir.Constant(ptr.type.pointee, 1), ptr, "release", 8)
             return context.get_dummy_value()
 

@@ -4,9 +4,9 @@ Per hemisphere and run conditions a :class:`Plan` caches the synapse
 array's product in fixed point (:func:`fixed_point`: int16 pulses per
 driver and activation, int16 effective weights, on power-of-two grids,
 so that every sum is an exact int32) and a row of column offsets (scaled,
-plus a constant ``base``). Every run computes ``y = float32(P @ W) * 2**-e +
-offsets`` in float32, then the mean's soft saturation, the noise and the
-read-out. The exact integer product makes the results the same on every
+plus a constant ``base``). Every run computes ``y = float32(P @ W) * step +
+offsets`` in float32 (``step`` per column), then the mean's soft saturation,
+the noise and the read-out. The exact integer product makes the results the same on every
 machine, whatever the order of the additions.
 
 Two implementations compute the same numbers bit for bit
@@ -65,7 +65,8 @@ class Plan:
     base)`` per column (``yscale = float32(scale * step)``,
     :func:`fixed_point`; ``table`` holds ``P`` as int32, ``wp`` the rows of
     ``W`` in int16 pairs, ``w_fixed`` ``W`` in float64 for the reference):
-    for the fast method ``scale = 128`` and ``base = shift + BIAS`` (``shift`` from :meth:`chipsim.noise.FastParams.shift`), so that
+    for the fast method ``scale = 128`` and ``base = shift + BIAS``
+    (``shift`` from :meth:`chipsim.noise.FastParams.shift`), so that
     ``result = ((floor(y) + t) >> 7) - BIAS`` with the fixed-point noise
     ``t``; for the gaussian method ``scale = 1`` and ``base = 0``.
     """
@@ -214,7 +215,7 @@ def _weight_exponent(w, w_abs, w_max, p_row):
 
 
 def _exact_columns(codes, w, p_row, a, W, step):
-    """Where ``w[:, c] = g codes[:, c]`` (one gain ``g``), set ``W[:, c] = codes * 2**j`` and ``step[c] = g 2**-(a+j)``."""
+    """Where ``w[:, c] = g codes[:, c]`` (one gain ``g``): ``W[:, c] = codes * 2**j``, ``step[c] = g 2**-(a+j)``."""
     nz = codes != 0
     g = np.where(nz, w / np.where(nz, codes, 1.0), 0.0)
     gain = g[np.argmax(nz, axis=0), np.arange(w.shape[1])]  # the first non-zero code's
