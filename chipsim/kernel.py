@@ -220,13 +220,13 @@ def _exact_columns(codes, w, p_row, a, W, step):
     g = np.where(nz, w / np.where(nz, codes, 1.0), 0.0)
     gain = g[np.argmax(nz, axis=0), np.arange(w.shape[1])]  # the first non-zero code's
     on_lattice = nz.any(axis=0) & np.all(np.abs(w - gain * codes) <= 1e-12 * np.abs(gain) * 64, axis=0)
-    for c in np.flatnonzero(on_lattice):
-        col = np.abs(codes[:, c])
-        j = int(np.floor(np.log2(min(INT16_MAX / col.max(), SUM_MAX / (p_row @ col)))))
-        if j < 0:
-            continue
-        W[:, c] = codes[:, c] * 2.0 ** j
-        step[c] = gain[c] * 2.0 ** -(a + j)
+    cols = np.flatnonzero(on_lattice)
+    held = np.abs(codes[:, cols])
+    with np.errstate(divide="ignore"):  # no pulses: only the int16 bound counts
+        j = np.floor(np.log2(np.minimum(INT16_MAX / held.max(axis=0), SUM_MAX / (p_row @ held))))
+    cols, j = cols[j >= 0], j[j >= 0]
+    W[:, cols] = codes[:, cols] * 2.0 ** j
+    step[cols] = gain[cols] * 2.0 ** -(a + j)
 
 
 def _column_windows(p, f):
@@ -317,7 +317,8 @@ def _run_compiled(J, x, plans, stream, out, events, step):
     n_threads = threads()  # a bad setting fails before any noise is drawn
     seeds = [_seeds(stream, p, n_blocks) for p in plans]  # in stream order
     step("seeds")
-    helpers = _HELPERS.take(min(n_threads, n_runs * n_blocks) - 1) if n_runs * batch >= MIN_SHARED_ROWS else []
+    helpers = _HELPERS.take(min(n_threads, n_runs * n_blocks) - 1, n_threads - 1) \
+        if n_runs * batch >= MIN_SHARED_ROWS else []
     try:
         rows = batch if helpers else 0
         shares = [(np.empty((rows, COLS), dtype=np.int8), np.empty(rows, dtype=np.int64),
@@ -391,21 +392,20 @@ class _Helpers:
     """
 
     def __init__(self):
-        self._pid, self._lock, self._idle, self._count, self._threads = None, None, [], 0, []
+        self._pid, self._lock, self._idle, self._threads = None, None, [], []
 
-    def take(self, n):
-        """Up to ``n`` idle helpers (their inboxes), started as needed (at most ``threads() - 1`` in all)."""
+    def take(self, n, limit):
+        """Up to ``n`` idle helpers (their inboxes), started as needed (at most ``limit`` in all)."""
         if n <= 0:
             return []
         if self._pid != os.getpid():
-            self._pid, self._lock, self._idle, self._count, self._threads = os.getpid(), threading.Lock(), [], 0, []
+            self._pid, self._lock, self._idle, self._threads = os.getpid(), threading.Lock(), [], []
             atexit.register(self._stop)
         with self._lock:
-            while len(self._idle) < n and self._count < threads() - 1:
+            while len(self._idle) < n and len(self._threads) < limit:
                 inbox, started = queue.SimpleQueue(), queue.SimpleQueue()
-                self._count += 1
                 thread = threading.Thread(target=self._serve, args=(inbox, started), daemon=True,
-                                          name=f"bss2-chipsim-{self._count}")
+                                          name=f"bss2-chipsim-{len(self._threads) + 1}")
                 thread.start()
                 self._threads.append((thread, inbox))
                 self._idle.append((inbox, started.get()))
@@ -421,7 +421,7 @@ class _Helpers:
     def wait(self, timeout):
         """Wait until every helper is idle (at most ``timeout`` seconds); True if they are."""
         end = time.monotonic() + timeout
-        while self._pid == os.getpid() and len(self._idle) < self._count:
+        while self._pid == os.getpid() and len(self._idle) < len(self._threads):
             if time.monotonic() > end:
                 return False
             time.sleep(0.001)
